@@ -1,0 +1,1 @@
+"""One package per executable; only these build the whole object graph."""

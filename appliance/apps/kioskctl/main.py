@@ -1,0 +1,148 @@
+"""`kioskctl`: the command line for IT and scripts.
+
+Human output by default, `--json` for scripts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from appliance import __version__
+from appliance.config import load_config
+from appliance.control import Control
+from appliance.errors import ConfigError, KioskError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{n} B"
+
+
+def _when(epoch: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch)) if epoch else "-"
+
+
+def cmd_echo(control: Control, args: argparse.Namespace) -> int:
+    """C-ECHO a node of the registry."""
+    outcome = control.echo(args.node)
+    ok = outcome.status == 0
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "node": outcome.node,
+                    "ae_title": outcome.ae_title,
+                    "status": outcome.status,
+                    "ok": ok,
+                    "seconds": outcome.seconds,
+                }
+            )
+        )
+    else:
+        verdict = "OK" if ok else f"FAILED (status 0x{outcome.status:04X})"
+        print(
+            f"echo {outcome.node} ({outcome.ae_title}): {verdict} in "
+            f"{outcome.seconds * 1000:.0f} ms"
+        )
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+def cmd_studies(control: Control, args: argparse.Namespace) -> int:
+    """List local studies."""
+    studies = control.studies()
+    if args.json:
+        print(json.dumps(studies))
+        return EXIT_OK
+    if not studies:
+        print("no studies")
+        return EXIT_OK
+    print(
+        f"{'STATE':<10} {'DATE':<8} {'MOD':<8} {'SER':>4} {'INST':>6} {'SIZE':>9}  "
+        f"{'PATIENT':<24} STUDY UID"
+    )
+    for s in studies:
+        print(
+            f"{s['state']:<10} {s['study_date'] or '-':<8} {s['modalities'] or '-':<8} "
+            f"{s['series_count']:>4} {s['instance_count']:>6} {_size(s['bytes']):>9}  "
+            f"{(s['patient_name'] or '-')[:24]:<24} {s['study_uid']}"
+        )
+    return EXIT_OK
+
+
+def cmd_status(control: Control, args: argparse.Namespace) -> int:
+    """Daemon and store status."""
+    status = control.status()
+    if args.json:
+        print(json.dumps(status))
+        return EXIT_OK
+    daemon: dict[str, Any] | None = status["daemon"]
+    store = status["store"]
+    if daemon is None:
+        print("kioskd: not running")
+    else:
+        rec = daemon["reception"]
+        print(
+            f"kioskd: {daemon['state']} (pid {daemon['pid']}, version {daemon['version']}, "
+            f"since {_when(daemon['started_at'])})"
+        )
+        print(f"  listening: port {daemon['port']} as {', '.join(daemon['ae_titles'])}")
+        print(
+            f"  associations: {daemon['active_associations']} open of "
+            f"{daemon['max_associations']}, {rec['associations_total']} accepted, "
+            f"{rec['rejected_associations']} rejected since start"
+        )
+        print(
+            f"  received: {rec['stored']} instances ({_size(rec['bytes'])}), "
+            f"{rec['failed']} refused"
+        )
+    print(
+        f"store: {store['studies']} studies, {store['instances']} instances, "
+        f"{_size(store['bytes'])}; {_size(store['free_bytes'])} free of "
+        f"{_size(store['total_bytes'])} (reserve {_size(store['reserve_bytes'])})"
+    )
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The kioskctl command line."""
+    parser = argparse.ArgumentParser(prog="kioskctl", description="Disc kiosk control.")
+    parser.add_argument("--config", type=Path, help="extra TOML file, applied after /etc/kiosk")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--version", action="version", version=f"kioskctl {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    echo = sub.add_parser("echo", help="C-ECHO a node of the registry")
+    echo.add_argument("node", help="node name from [nodes.NAME]")
+    echo.set_defaults(func=cmd_echo)
+    sub.add_parser("studies", help="list local studies").set_defaults(func=cmd_studies)
+    sub.add_parser("status", help="daemon and store status").set_defaults(func=cmd_status)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point."""
+    args = build_parser().parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        return int(args.func(Control(config), args))
+    except KioskError as exc:
+        print(f"kioskctl: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

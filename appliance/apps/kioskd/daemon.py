@@ -1,0 +1,116 @@
+"""kioskd's object graph and life cycle: start, serve, drain on SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from types import FrameType
+
+from appliance import __version__
+from appliance.config import KioskConfig
+from appliance.dicom.server import DicomServer
+from appliance.service.runstate import clear_runstate, write_runstate
+from appliance.service.sdnotify import Notifier, watchdog_interval
+from appliance.store import InstanceStore, StoreIndex
+from appliance.store.quiet import StudyQuietMonitor
+
+log = logging.getLogger("kioskd")
+
+RUNSTATE_REFRESH_SECONDS = 1.0
+
+
+class Daemon:
+    """Everything kioskd runs, wired from one configuration."""
+
+    def __init__(self, config: KioskConfig) -> None:
+        self.config = config
+        self.notifier = Notifier()
+        self._stop = threading.Event()
+        self._started_at = time.time()
+        paths = config.paths
+        paths.var.mkdir(parents=True, exist_ok=True)
+        paths.store_dir.mkdir(parents=True, exist_ok=True)
+        self.index = StoreIndex(paths.index_file)
+        self.store = InstanceStore(
+            paths.store_dir, self.index, config.store.free_space_reserve_mb * 1024 * 1024
+        )
+        self.server = DicomServer(config, self.store)
+        self.quiet = StudyQuietMonitor(
+            self.index, config.store.study_quiet_seconds, config.store.quiet_seconds_by_called_ae
+        )
+
+    def request_stop(self, signum: int = 0, frame: FrameType | None = None) -> None:
+        """Signal handler: begin an orderly shutdown."""
+        self._stop.set()
+
+    def run(self) -> int:
+        """Recover the store, serve until SIGTERM/SIGINT, drain, exit code 0."""
+        report = self.store.recover()
+        if report.changed:
+            log.warning(
+                "store repaired at start: %d temp file(s) removed, %d file(s) adopted into the "
+                "index, %d record(s) without file dropped, %d unreadable file(s) quarantined",
+                report.temp_files_removed,
+                report.files_adopted,
+                report.records_dropped,
+                report.files_quarantined,
+            )
+        signal.signal(signal.SIGTERM, self.request_stop)
+        signal.signal(signal.SIGINT, self.request_stop)
+        self.server.start()
+        self.quiet.start()
+        self.notifier.ready(f"listening on port {self.server.port}")
+        log.info("kioskd %s ready (pid %d)", __version__, os.getpid())
+        watchdog = watchdog_interval()
+        tick = min(RUNSTATE_REFRESH_SECONDS, watchdog or RUNSTATE_REFRESH_SECONDS)
+        try:
+            while not self._stop.is_set():
+                self._publish_state("running")
+                self.notifier.watchdog()
+                self._stop.wait(tick)
+        finally:
+            self._shutdown()
+        return 0
+
+    def _shutdown(self) -> None:
+        self.notifier.stopping()
+        log.info(
+            "stopping: no new associations; draining %d open association(s)",
+            self.server.active_associations(),
+        )
+        self.server.stop_accepting()
+        self._publish_state("stopping")
+        aborted = self.server.drain(self.config.dicom.drain_seconds)
+        if aborted:
+            log.warning(
+                "aborted %d association(s) still open after %.0f s",
+                aborted,
+                self.config.dicom.drain_seconds,
+            )
+        self.quiet.stop()
+        clear_runstate(self.config.paths.run_dir)
+        self.index.close()
+        log.info("stopped")
+
+    def _publish_state(self, state: str) -> None:
+        try:
+            write_runstate(
+                self.config.paths.run_dir,
+                {
+                    "pid": os.getpid(),
+                    "version": __version__,
+                    "state": state,
+                    "started_at": self._started_at,
+                    "updated_at": time.time(),
+                    "ae_titles": self.config.local_ae_titles,
+                    "port": self.server.port,
+                    "active_associations": self.server.active_associations(),
+                    "max_associations": self.config.dicom.max_associations,
+                    "reception": self.server.handlers.counters.snapshot(),
+                },
+            )
+        except OSError as exc:
+            log.warning("cannot publish run state: %s", exc.strerror)

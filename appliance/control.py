@@ -1,0 +1,99 @@
+"""The one facade the TUI and the CLI use: read state, run quick checks, submit work.
+
+It never holds the daemon's resources: it opens the index read-only and reads the published run
+state, so a crashed TUI or CLI cannot disturb reception.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+from appliance.config import KioskConfig
+from appliance.errors import KioskError
+from appliance.service.runstate import read_runstate
+from appliance.store.index import connect
+
+_STUDIES_SQL = """
+SELECT s.study_uid, s.patient_name, s.patient_id, s.study_date, s.study_time,
+       s.accession_number, s.study_description, s.state, s.first_received_at,
+       s.last_received_at, s.completed_at, s.last_called_ae, s.last_calling_ae,
+       (SELECT COUNT(*) FROM series r WHERE r.study_uid = s.study_uid) AS series_count,
+       (SELECT COUNT(*) FROM instances i WHERE i.study_uid = s.study_uid) AS instance_count,
+       (SELECT COALESCE(SUM(size), 0) FROM instances i WHERE i.study_uid = s.study_uid) AS bytes,
+       (SELECT GROUP_CONCAT(DISTINCT r.modality) FROM series r
+            WHERE r.study_uid = s.study_uid) AS modalities
+FROM studies s ORDER BY s.last_received_at DESC
+"""
+
+
+class UnknownNodeError(KioskError):
+    """The named node is not in the registry."""
+
+
+@dataclass(frozen=True, slots=True)
+class EchoOutcome:
+    """C-ECHO result for display."""
+
+    node: str
+    ae_title: str
+    status: int
+    seconds: float
+
+
+class Control:
+    """Read-only views and operator actions over one configuration."""
+
+    def __init__(self, config: KioskConfig) -> None:
+        self.config = config
+
+    def _connect(self) -> sqlite3.Connection | None:
+        path = self.config.paths.index_file
+        if not path.exists():
+            return None
+        return connect(path, readonly=True)
+
+    def studies(self) -> list[dict[str, Any]]:
+        """Local studies, newest first, with series/instance counts, size, modalities, state."""
+        conn = self._connect()
+        if conn is None:
+            return []
+        with conn:
+            return [dict(row) for row in conn.execute(_STUDIES_SQL)]
+
+    def status(self) -> dict[str, Any]:
+        """Daemon state (associations, counters) and store usage."""
+        daemon = read_runstate(self.config.paths.run_dir)
+        store: dict[str, Any] = {"studies": 0, "instances": 0, "bytes": 0}
+        conn = self._connect()
+        if conn is not None:
+            with conn:
+                row = conn.execute(
+                    "SELECT (SELECT COUNT(*) FROM studies) AS studies, COUNT(*) AS instances, "
+                    "COALESCE(SUM(size), 0) AS bytes FROM instances"
+                ).fetchone()
+                store = dict(row)
+        store_dir = self.config.paths.store_dir
+        probe = store_dir if store_dir.exists() else self.config.paths.var
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        disk = shutil.disk_usage(probe)
+        store.update(
+            free_bytes=disk.free,
+            total_bytes=disk.total,
+            reserve_bytes=self.config.store.free_space_reserve_mb * 1024 * 1024,
+        )
+        return {"daemon": daemon, "store": store}
+
+    def echo(self, node_name: str) -> EchoOutcome:
+        """C-ECHO a registry node."""
+        from appliance.dicom.scu import echo
+
+        node = self.config.nodes.get(node_name)
+        if node is None:
+            known = ", ".join(sorted(self.config.nodes)) or "none configured"
+            raise UnknownNodeError(f"unknown node {node_name!r} (known: {known})")
+        result = echo(self.config, node)
+        return EchoOutcome(node_name, node.ae_title, result.status, result.seconds)

@@ -1,0 +1,1 @@
+"""DICOM networking: AE factory, presentation contexts, handlers, servers and SCUs."""

@@ -1,0 +1,122 @@
+"""The DICOM listener: one port, Verification and Storage SCP (more services join here)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from pynetdicom import AE, evt
+from pynetdicom.presentation import PresentationContext, build_context
+
+from appliance.config import KioskConfig
+from appliance.dicom.handlers import StorageHandlers
+from appliance.dicom.sop_classes import VERIFICATION, register_storage_classes, storage_sop_classes
+from appliance.dicom.streaming import StreamingAssociationServer
+from appliance.dicom.syntaxes import EXPLICIT_VR_BE, EXPLICIT_VR_LE, IMPLICIT_VR_LE, preference
+from appliance.identity import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from appliance.store import InstanceStore
+
+log = logging.getLogger(__name__)
+
+
+def scp_contexts(transfer_syntaxes: list[str]) -> list[PresentationContext]:
+    """Presentation contexts we accept: Verification plus every storage class, in TS order."""
+    contexts = [build_context(VERIFICATION, [EXPLICIT_VR_LE, IMPLICIT_VR_LE, EXPLICIT_VR_BE])]
+    contexts += [build_context(sop.uid, transfer_syntaxes) for sop in storage_sop_classes()]
+    return contexts
+
+
+def configure_ae(config: KioskConfig) -> AE:
+    """An AE with our identity, limits and timeouts (used by the SCP and the SCUs)."""
+    dicom = config.dicom
+    ae = AE(ae_title=dicom.ae_title)
+    ae.implementation_class_uid = IMPLEMENTATION_CLASS_UID
+    ae.implementation_version_name = IMPLEMENTATION_VERSION_NAME
+    ae.maximum_pdu_size = dicom.max_pdu
+    ae.maximum_associations = dicom.max_associations
+    ae.acse_timeout = dicom.acse_timeout
+    ae.dimse_timeout = dicom.dimse_timeout
+    ae.network_timeout = dicom.network_timeout
+    return ae
+
+
+class DicomServer:
+    """Owns the listening socket and the SCP handlers."""
+
+    def __init__(self, config: KioskConfig, store: InstanceStore) -> None:
+        register_storage_classes()
+        self.config = config
+        self.handlers = StorageHandlers(store, config.local_ae_titles)
+        self.ae = configure_ae(config)
+        self.ae.require_called_aet = True
+        self.ae.require_calling_aet = list(config.dicom.allowed_calling_ae_titles)
+        self.contexts = scp_contexts(preference(config.dicom.transfer_syntax_preference))
+        self._server: StreamingAssociationServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        """The port actually bound (useful when configured as 0)."""
+        assert self._server is not None
+        return int(self._server.server_address[1])
+
+    def start(self) -> None:
+        """Bind and serve in a background thread."""
+        h = self.handlers
+        handlers: list[Any] = [
+            (evt.EVT_C_ECHO, h.handle_echo),
+            (evt.EVT_C_STORE, h.handle_store),
+            (evt.EVT_ACSE_RECV, h.on_association_request),
+            (evt.EVT_ESTABLISHED, h.on_established),
+            (evt.EVT_REJECTED, h.on_rejected),
+        ]
+        address = (self.config.dicom.bind, self.config.dicom.port)
+        self._server = StreamingAssociationServer(
+            self.ae,
+            address,
+            self.config.dicom.ae_title,
+            self.contexts,
+            h.open_incoming,
+            handlers,
+        )
+        self.ae._servers.append(self._server)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.2},
+            name="dicom-listener",
+            daemon=True,
+        )
+        self._thread.start()
+        log.info(
+            "DICOM listener on %s:%d as %s",
+            address[0],
+            self.port,
+            ", ".join(self.config.local_ae_titles),
+        )
+
+    def active_associations(self) -> int:
+        """Incoming associations currently open."""
+        return sum(1 for a in self.ae.active_associations if a.is_acceptor)
+
+    def stop_accepting(self) -> None:
+        """Close the listening socket; open associations go on."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            if self._server in self.ae._servers:
+                self.ae._servers.remove(self._server)
+
+    def drain(self, timeout: float) -> int:
+        """Wait for open associations to end, abort what is left after `timeout`.
+
+        Returns how many associations had to be aborted.
+        """
+        deadline = time.monotonic() + timeout
+        while self.active_associations() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        left = [a for a in self.ae.active_associations if a.is_acceptor]
+        for assoc in left:
+            assoc.abort()
+        return len(left)

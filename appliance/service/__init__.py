@@ -1,0 +1,1 @@
+"""Running as a service: systemd notification, logging, run-time status publication."""

@@ -1,0 +1,154 @@
+"""A received instance on its way to disk: streamed into a temp file, durable before it counts.
+
+The temp file sits in `<store>/.incoming` (same filesystem as the final place, so the final
+`os.replace` is atomic). It starts with the preamble and our File Meta Information, then the
+dataset bytes exactly as they arrived on the network: nothing is decoded or re-encoded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+from pydicom.dataset import FileMetaDataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_file_meta_info
+from pydicom.uid import UID
+
+from appliance.errors import StoreError, StoreFullError
+from appliance.identity import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+
+PARTIAL_SUFFIX = ".part"
+_SPACE_CHECK_EVERY = 8 * 1024 * 1024  # bytes between free-space checks while streaming
+
+
+def encode_file_meta(
+    sop_class_uid: str, sop_instance_uid: str, transfer_syntax_uid: str, source_ae: str
+) -> bytes:
+    """Preamble, 'DICM' and the File Meta group with our implementation identity."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = UID(sop_class_uid)
+    meta.MediaStorageSOPInstanceUID = UID(sop_instance_uid)
+    meta.TransferSyntaxUID = UID(transfer_syntax_uid)
+    meta.ImplementationClassUID = UID(IMPLEMENTATION_CLASS_UID)
+    meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
+    if source_ae:
+        meta.SourceApplicationEntityTitle = source_ae
+    buffer = DicomBytesIO()
+    buffer.write(b"\x00" * 128 + b"DICM")
+    write_file_meta_info(buffer, meta, enforce_standard=True)
+    return buffer.getvalue()
+
+
+class IncomingFile:
+    """A partial instance file being written. Not thread-safe: one writer (the DUL thread).
+
+    Write errors are not raised to the network layer (which would abort the association): the
+    file goes into a failed state, later chunks are discarded, and the store reports the failure
+    as a DIMSE status when the request is handled.
+    """
+
+    def __init__(
+        self,
+        incoming_dir: Path,
+        header: bytes,
+        reserve_bytes: int,
+    ) -> None:
+        self._reserve = reserve_bytes
+        self._dir = incoming_dir
+        self.path = incoming_dir / f"{uuid.uuid4().hex}{PARTIAL_SUFFIX}"
+        self.size = 0
+        self.error: StoreError | None = None
+        self._since_check = 0
+        self._fd: int | None = None
+        if not self._has_room(len(header)):
+            self.error = StoreFullError("the free-space reserve of the store is reached")
+            return
+        try:
+            self._fd = os.open(
+                self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640
+            )
+        except OSError as exc:
+            self._fail(exc)
+            return
+        self._write(header)
+        self.header_size = len(header)
+
+    @property
+    def name(self) -> str:
+        """Path as a string (pynetdicom's temp-file protocol)."""
+        return str(self.path)
+
+    @property
+    def file(self) -> IncomingFile:
+        """pynetdicom flushes `file` after each fragment; we write unbuffered, so it is us."""
+        return self
+
+    def flush(self) -> None:
+        """Nothing to flush: every write goes straight to the kernel."""
+
+    def _has_room(self, upcoming: int) -> bool:
+        return shutil.disk_usage(self._dir).free - upcoming >= self._reserve
+
+    def _fail(self, exc: OSError) -> None:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            self.error = StoreFullError("the store's filesystem is full")
+        else:
+            self.error = StoreError(f"writing the received instance failed: {exc.strerror}")
+        self.discard()
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        """Append received dataset bytes (no-op once the file has failed)."""
+        if self._fd is None:
+            return len(data)
+        self._since_check += len(data)
+        if self._since_check >= _SPACE_CHECK_EVERY:
+            self._since_check = 0
+            if not self._has_room(len(data)):
+                self.error = StoreFullError("the free-space reserve of the store is reached")
+                self.discard()
+                return len(data)
+        self._write(data)
+        return len(data)
+
+    def _write(self, data: bytes | bytearray | memoryview) -> None:
+        assert self._fd is not None
+        view = memoryview(data)
+        try:
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+                self.size += written
+        except OSError as exc:
+            self._fail(exc)
+
+    def finish(self) -> Path:
+        """Make the complete file durable (fsync) and close it; raise the stored error if any."""
+        if self.error is not None:
+            raise self.error
+        if self._fd is None:
+            raise StoreError("the received instance file is already closed")
+        try:
+            os.fsync(self._fd)
+        except OSError as exc:
+            self._fail(exc)
+            raise self.error from exc  # type: ignore[misc]
+        os.close(self._fd)
+        self._fd = None
+        return self.path
+
+    def close(self) -> None:
+        """Close without deciding (pynetdicom calls this after the handler); idempotent."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def discard(self) -> None:
+        """Close and delete the partial file; safe to call more than once."""
+        self.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()

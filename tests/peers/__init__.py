@@ -1,0 +1,1 @@
+"""Real peers for tests: our own kioskd as a subprocess, DCMTK tools, sample data."""
