@@ -18,6 +18,7 @@ from tests.peers.data import (
 )
 from tests.peers.dcmtk import echoscu, storescu
 from tests.peers.kioskd import KioskdProcess
+from tests.peers.pynetdicom_scu import associate_for_files, raw_sender_ae
 
 
 def _stored_by_sop(daemon: KioskdProcess) -> dict[str, Path]:
@@ -31,9 +32,20 @@ def test_echo(kioskd: KioskdProcess) -> None:
     assert result.returncode == 0, result.stderr
 
 
-def test_sample_files_are_stored_byte_identical(kioskd: KioskdProcess) -> None:
-    """Every pydicom sample (vendors, JPEG, J2K, JPEG-LS, RLE, deflate, multi-frame, SR, RT...)
-    sent in its own transfer syntax lands with the identical data set and our File Meta."""
+def _element_values(path: Path) -> dict[int, object]:
+    """Tag -> value of every top-level element. Left out: what storescu itself changes when it
+    sends (it recomputes group lengths and drops Data Set Trailing Padding); the VR of
+    encapsulated Pixel Data (OW corrected to OB) is not compared, only values."""
+    ds = pydicom.dcmread(path)
+    return {
+        int(elem.tag): elem.value for elem in ds if elem.tag.element != 0 and elem.tag != 0xFFFCFFFC
+    }
+
+
+def test_storescu_samples_are_stored_unchanged(kioskd: KioskdProcess) -> None:
+    """Every pydicom sample DCMTK can read (vendors, JPEG, J2K, JPEG-LS, RLE, deflate,
+    multi-frame, SR, RT, waveform...), sent by storescu in its own transfer syntax, lands with
+    every element unchanged, our File Meta and an index row."""
     by_syntax: dict[str, list[Path]] = defaultdict(list)
     for path in pydicom_sample_files():
         ts = transfer_syntax_of(path)
@@ -52,7 +64,7 @@ def test_sample_files_are_stored_byte_identical(kioskd: KioskdProcess) -> None:
     assert set(sent) <= set(stored)
     for sop_uid, source in sent.items():
         target = stored[sop_uid]
-        assert dataset_bytes(target) == dataset_bytes(source), source.name
+        assert _element_values(target) == _element_values(source), source.name
         meta = pydicom.dcmread(target, stop_before_pixels=True).file_meta
         assert meta.SourceApplicationEntityTitle == "STORESCU"
         assert meta.ImplementationClassUID == "2.25.30720662854114292865718063311640967011"
@@ -64,23 +76,72 @@ def test_sample_files_are_stored_byte_identical(kioskd: KioskdProcess) -> None:
         assert rows[sop_uid] == transfer_syntax_of(source)
 
 
-def test_big_endian_when_preferred(make_kioskd) -> None:  # type: ignore[no-untyped-def]
-    """The transfer-syntax preference is configurable: put Big Endian first and it is kept."""
+def test_raw_sender_samples_are_byte_identical(kioskd: KioskdProcess) -> None:
+    """Sent byte for byte (pynetdicom streams the file's data set), stored byte for byte."""
+    files = pydicom_sample_files()
+    ae = raw_sender_ae()
+    assoc = associate_for_files(ae, kioskd.port, files)
+    assert assoc.is_established
+    consistent = []
+    try:
+        for path in files:
+            status = assoc.send_c_store(path)
+            # pynetdicom takes the request's UIDs from the File Meta; a few samples disagree
+            # with their own data set, and such a request must be refused with 0xA900.
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
+            if ds.file_meta.MediaStorageSOPInstanceUID != ds.SOPInstanceUID:
+                assert status.Status == 0xA900, path.name
+            else:
+                assert status.Status == 0x0000, path.name
+                consistent.append(path)
+    finally:
+        assoc.release()
+    assert len(consistent) >= 50
+    # Several samples share a SOP Instance UID (one image in many transfer syntaxes): the last
+    # one sent replaces the earlier copies, file and index row alike.
+    last_sent = {pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID: p for p in consistent}
+    stored = _stored_by_sop(kioskd)
+    assert set(stored) == set(last_sent)
+    for uid, path in last_sent.items():
+        assert dataset_bytes(stored[uid]) == dataset_bytes(path), path.name
+        assert transfer_syntax_of(stored[uid]) == transfer_syntax_of(path)
+    with sqlite3.connect(kioskd.index_file) as conn:
+        indexed = dict(conn.execute("SELECT sop_instance_uid, transfer_syntax_uid FROM instances"))
+    assert indexed == {uid: transfer_syntax_of(p) for uid, p in last_sent.items()}
+
+
+def test_transfer_syntax_preference_is_configurable(make_kioskd) -> None:  # type: ignore[no-untyped-def]
+    """Offered Explicit LE and Big Endian in one context, a kioskd configured to prefer Big
+    Endian accepts Big Endian, and the big-endian file is stored byte for byte."""
+    big_endian = "1.2.840.10008.1.2.2"
     daemon = make_kioskd(
         {
             "dicom": {
                 "transfer_syntax_preference": [
-                    "1.2.840.10008.1.2.2",
+                    big_endian,
                     "1.2.840.10008.1.2.1",
                     "1.2.840.10008.1.2",
                 ]
             }
         }
     )
-    files = [p for p in pydicom_sample_files() if transfer_syntax_of(p) == "1.2.840.10008.1.2.2"]
+    files = [
+        p
+        for p in pydicom_sample_files()
+        if transfer_syntax_of(p) == big_endian and not p.name.startswith("rtdose")
+    ]
     assert files
-    result = storescu(daemon.port, files, extra=("-xb",))
-    assert result.returncode == 0, result.stderr
+    ae = raw_sender_ae()
+    for sop_class in {pydicom.dcmread(f, stop_before_pixels=True).SOPClassUID for f in files}:
+        ae.add_requested_context(sop_class, ["1.2.840.10008.1.2.1", big_endian])
+    assoc = ae.associate("127.0.0.1", daemon.port, ae_title="KIOSK")
+    assert assoc.is_established
+    try:
+        assert {cx.transfer_syntax[0] for cx in assoc.accepted_contexts} == {big_endian}
+        for f in files:
+            assert assoc.send_c_store(f).Status == 0x0000
+    finally:
+        assoc.release()
     stored = _stored_by_sop(daemon)
     for f in files:
         uid = pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID
