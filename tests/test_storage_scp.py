@@ -143,8 +143,8 @@ def test_transfer_syntax_preference_is_configurable(make_kioskd) -> None:  # typ
     finally:
         assoc.release()
     stored = _stored_by_sop(daemon)
-    for f in files:
-        uid = pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID
+    last_sent = {pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID: f for f in files}
+    for uid, f in last_sent.items():
         assert dataset_bytes(stored[uid]) == dataset_bytes(f)
 
 
