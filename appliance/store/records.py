@@ -93,10 +93,9 @@ def read_record(path: Path) -> InstanceRecord:
     required UID is missing or malformed.
     """
     try:
+        # Parsing the element headers up to Pixel Data finds structural damage; values are
+        # converted lazily, only for the attributes we index.
         ds = dcmread(path, stop_before_pixels=True)
-        # Touch every element once: pydicom parses lazily and a corrupt dataset must fail here.
-        for _ in ds.iterall():
-            pass
     except (InvalidDicomError, EOFError, ValueError, KeyError, OSError, TypeError) as exc:
         raise UndecodableDatasetError(
             f"the data set cannot be parsed ({type(exc).__name__})"
