@@ -261,7 +261,7 @@ def document_blocks(text: str) -> dict[str, str]:
         name = match["name"]
         if name in found:
             raise ConformanceError(f"generated block {name!r} appears more than once")
-        found[name] = match["body"].removesuffix("\n")
+        found[name] = match["body"].strip("\n")
     return found
 
 
@@ -292,7 +292,8 @@ def regenerate(text: str) -> str:
     fresh = render_blocks()
 
     def replace(match: re.Match[str]) -> str:
-        return f"{match['begin']}{fresh[match['name']]}\n{match['end']}"
+        # Blank lines around the table keep markdown renderers from merging it with the markers.
+        return f"{match['begin']}\n{fresh[match['name']]}\n\n{match['end']}"
 
     return _BLOCK_RE.sub(replace, text)
 
@@ -319,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     path: Path | None = args.write or args.check
     if path is None:
         for name, body in render_blocks().items():
-            sys.stdout.write(f"<!-- BEGIN GENERATED: {name} -->\n{body}\n")
+            sys.stdout.write(f"<!-- BEGIN GENERATED: {name} -->\n\n{body}\n\n")
             sys.stdout.write(f"<!-- END GENERATED: {name} -->\n\n")
         return 0
     try:

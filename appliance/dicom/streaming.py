@@ -127,36 +127,65 @@ IDLE_WAIT_SECONDS = 0.02
 """Longest a reactor sleeps without an event; bounds the reaction time to timers and kills."""
 
 
-class _WakingQueue(queue.Queue[Any]):
-    """A queue that pokes a pipe on every put, so a thread blocked in select() wakes up."""
+class _Waker:
+    """A self-pipe: `poke()` makes the read end readable; closing is safe against late pokes.
 
-    def __init__(self, wake_fd: int) -> None:
+    Pokes may come from other threads after the reactor ended; without the lock, a poke could
+    write into a file descriptor number the kernel has already handed to another file.
+    """
+
+    def __init__(self) -> None:
+        self.read_fd, self._write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._lock = threading.Lock()
+
+    def poke(self) -> None:
+        """Wake the reader (a full pipe means a wake-up is pending anyway)."""
+        with self._lock:
+            if self._write_fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.write(self._write_fd, b"\0")
+
+    def drain(self) -> None:
+        """Consume pending pokes."""
+        with contextlib.suppress(OSError):
+            while os.read(self.read_fd, 4096):
+                pass
+
+    def close(self) -> None:
+        """Close both ends; later pokes do nothing."""
+        with self._lock:
+            os.close(self._write_fd)
+            self._write_fd = -1
+        os.close(self.read_fd)
+
+
+class _WakingQueue(queue.Queue[Any]):
+    """A queue that pokes a waker on every put, so a thread blocked in select() wakes up."""
+
+    def __init__(self, waker: _Waker) -> None:
         super().__init__()
-        self._wake_fd = wake_fd
+        self._waker = waker
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
         """Enqueue and wake the reader."""
         super().put(item, block, timeout)
-        # A full pipe means a wake-up is pending anyway; a closed one means nobody waits.
-        with contextlib.suppress(OSError):
-            os.write(self._wake_fd, b"\0")
+        self._waker.poke()
 
 
 class WakingDUL(DULServiceProvider):
     """The DUL reactor, waiting in select() on the socket and a wake-up pipe when idle."""
 
-    _wake_r: int
-    _wake_w: int
+    _waker: _Waker
 
     def install_wakeup(self) -> None:
         """Create the wake-up pipe; call before the reactor thread starts."""
-        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._waker = _Waker()
         self.to_provider_queue = self._waking_copy(self.to_provider_queue)
         self.event_queue = self._waking_copy(self.event_queue)
 
     def _waking_copy(self, old: queue.Queue[Any]) -> _WakingQueue:
         # The accepted connection has already queued its transport event (Evt5): keep it.
-        new = _WakingQueue(self._wake_w)
+        new = _WakingQueue(self._waker)
         while True:
             try:
                 new.put(old.get_nowait())
@@ -168,7 +197,7 @@ class WakingDUL(DULServiceProvider):
         self.run_reactor()
 
     def _wait_for_work(self) -> None:
-        watch = [self._wake_r]
+        watch: list[Any] = [self._waker.read_fd]
         raw = getattr(self.socket, "socket", None)
         if raw is not None:
             watch.append(raw)
@@ -177,12 +206,8 @@ class WakingDUL(DULServiceProvider):
         except (OSError, ValueError):
             time.sleep(IDLE_WAIT_SECONDS / 10)
             return
-        if self._wake_r in readable:
-            try:
-                while os.read(self._wake_r, 4096):
-                    pass
-            except BlockingIOError:
-                pass
+        if self._waker.read_fd in readable:
+            self._waker.drain()
 
     def run_reactor(self) -> None:
         """Same duties as pynetdicom's loop (ARTIM, send, receive, state machine) minus polling."""
@@ -216,8 +241,7 @@ class WakingDUL(DULServiceProvider):
                 self.state_machine.do_action(event)
                 idle = False
         finally:
-            os.close(self._wake_r)
-            os.close(self._wake_w)
+            self._waker.close()
 
     def _abort_hard(self) -> None:
         """Send an A-ABORT directly and stop both reactors (the state machine is unusable)."""
