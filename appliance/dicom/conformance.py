@@ -212,9 +212,7 @@ def storage_statuses_table() -> str:
         if code not in STORAGE_STATUS_WHEN:
             raise ConformanceError(f"status {_hex(code)} has no explanation in STORAGE_STATUS_WHEN")
         comment = "No" if code == statuses.SUCCESS else "Yes (no patient data)"
-        rows.append(
-            (category, meaning or "-", _hex(code), STORAGE_STATUS_WHEN[code], comment)
-        )
+        rows.append((category, meaning or "-", _hex(code), STORAGE_STATUS_WHEN[code], comment))
     header = ("Service Status", "Further Meaning", "Status Code", "Behaviour", "Error Comment")
     return _table(header, rows)
 
@@ -270,7 +268,9 @@ def _check_names(found: Iterable[str]) -> None:
     missing = sorted(set(BLOCKS) - names)
     unknown = sorted(names - set(BLOCKS))
     if missing:
-        raise ConformanceError(f"generated block(s) missing from the document: {', '.join(missing)}")
+        raise ConformanceError(
+            f"generated block(s) missing from the document: {', '.join(missing)}"
+        )
     if unknown:
         raise ConformanceError(f"unknown generated block(s) in the document: {', '.join(unknown)}")
 

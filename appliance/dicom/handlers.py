@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 
 from pydicom.dataset import Dataset
 from pynetdicom.dimse_primitives import C_STORE
@@ -26,6 +26,15 @@ from appliance.store import (
 )
 
 log = logging.getLogger(__name__)
+
+
+def _tally(assoc: Any) -> dict[str, int]:
+    """Per-association counts, kept on the association object itself (one thread uses it)."""
+    tally: dict[str, int] | None = getattr(assoc, "_kiosk_tally", None)
+    if tally is None:
+        tally = {"stored": 0, "failed": 0, "bytes": 0}
+        assoc._kiosk_tally = tally
+    return tally
 
 
 def status_dataset(status: int, comment: str = "") -> Dataset:
@@ -121,6 +130,20 @@ class StorageHandlers:
             event.assoc.requestor.address,
         )
 
+    def on_association_end(self, event: Event) -> None:
+        """EVT_RELEASED / EVT_ABORTED: one summary line per association (no patient data)."""
+        tally = _tally(event.assoc)
+        how = "released" if event.event.name == "EVT_RELEASED" else "aborted"
+        log.info(
+            "association %s: %s -> %s, %d stored (%d bytes), %d refused",
+            how,
+            event.assoc.requestor.ae_title.strip(),
+            event.assoc.acceptor.ae_title.strip(),
+            tally["stored"],
+            tally["bytes"],
+            tally["failed"],
+        )
+
     def handle_echo(self, event: Event) -> int:
         """C-ECHO: we are alive."""
         return statuses.SUCCESS
@@ -151,23 +174,26 @@ class StorageHandlers:
                 called_ae=str(assoc.acceptor.ae_title).strip(),
             )
         except StoreFullError as exc:
-            return self._failed(statuses.OUT_OF_RESOURCES, str(exc), sop_instance_uid)
+            return self._failed(statuses.OUT_OF_RESOURCES, str(exc), sop_instance_uid, assoc)
         except DatasetMismatchError as exc:
-            return self._failed(statuses.DATASET_MISMATCH, str(exc), sop_instance_uid)
+            return self._failed(statuses.DATASET_MISMATCH, str(exc), sop_instance_uid, assoc)
         except UndecodableDatasetError as exc:
-            return self._failed(statuses.CANNOT_UNDERSTAND, str(exc), sop_instance_uid)
+            return self._failed(statuses.CANNOT_UNDERSTAND, str(exc), sop_instance_uid, assoc)
         except StoreError as exc:
-            return self._failed(statuses.PROCESSING_FAILURE, str(exc), sop_instance_uid)
+            return self._failed(statuses.PROCESSING_FAILURE, str(exc), sop_instance_uid, assoc)
         except Exception as exc:
             log.error("C-STORE of %s failed unexpectedly: %s", sop_instance_uid, type(exc).__name__)
             return self._failed(
-                statuses.PROCESSING_FAILURE, "internal error while storing", sop_instance_uid
+                statuses.PROCESSING_FAILURE, "internal error while storing", sop_instance_uid, assoc
             )
         finally:
             forget = getattr(assoc.dimse, "forget", None)
             if forget is not None and isinstance(incoming, IncomingFile):
                 forget(incoming)
         self.counters.count(ok=True, size=result.size)
+        tally = _tally(assoc)
+        tally["stored"] += 1
+        tally["bytes"] += result.size
         log.debug(
             "stored %s (%d bytes)%s",
             sop_instance_uid,
@@ -176,7 +202,11 @@ class StorageHandlers:
         )
         return statuses.SUCCESS
 
-    def _failed(self, status: int, comment: str, sop_instance_uid: str) -> Dataset:
+    def _failed(
+        self, status: int, comment: str, sop_instance_uid: str, assoc: Any = None
+    ) -> Dataset:
         self.counters.count(ok=False)
+        if assoc is not None:
+            _tally(assoc)["failed"] += 1
         log.warning("C-STORE of %s refused with 0x%04X: %s", sop_instance_uid, status, comment)
         return status_dataset(status, comment)

@@ -96,6 +96,8 @@ class DicomServer:
             (evt.EVT_ACSE_RECV, h.on_association_request),
             (evt.EVT_ESTABLISHED, h.on_established),
             (evt.EVT_REJECTED, h.on_rejected),
+            (evt.EVT_RELEASED, h.on_association_end),
+            (evt.EVT_ABORTED, h.on_association_end),
         ]
         address = (self.config.dicom.bind, self.config.dicom.port)
         self._server = StreamingAssociationServer(
