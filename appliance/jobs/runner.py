@@ -1,0 +1,172 @@
+"""Runners: one thread per resource (a drive, a printer, the network), taking jobs in turn."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from appliance.errors import KioskError
+from appliance.jobs.model import Job, JobCancelled, JobError, JobState, Progress
+from appliance.jobs.queue import JobStore
+
+log = logging.getLogger(__name__)
+
+PROGRESS_INTERVAL = 0.5
+"""Seconds between progress writes (a phase change is written at once)."""
+
+
+class JobContext:
+    """What a handler may do with its job: report progress, check for cancellation, keep
+    intermediate results. Handlers never change the job state themselves."""
+
+    def __init__(self, store: JobStore, job: Job) -> None:
+        self.store = store
+        self.job = job
+        self._progress = Progress()
+        self._last_write = 0.0
+
+    def progress(
+        self,
+        phase: str,
+        *,
+        done_bytes: int | None = None,
+        total_bytes: int | None = None,
+        done_files: int | None = None,
+        total_files: int | None = None,
+    ) -> None:
+        """Update progress (written at most every PROGRESS_INTERVAL, or on a phase change)."""
+        p = self._progress
+        phase_changed = phase != p.phase
+        if phase_changed:
+            self._progress = p = Progress(phase=phase)
+        if done_bytes is not None:
+            p.done_bytes = done_bytes
+        if total_bytes is not None:
+            p.total_bytes = total_bytes
+        if done_files is not None:
+            p.done_files = done_files
+        if total_files is not None:
+            p.total_files = total_files
+        now = time.monotonic()
+        if phase_changed or now - self._last_write >= PROGRESS_INTERVAL:
+            self._last_write = now
+            self.store.set_progress(self.job.id, p)
+
+    def check_cancelled(self) -> None:
+        """Raise JobCancelled if the operator cancelled the job (call at safe points)."""
+        if self.store.is_cancel_requested(self.job.id):
+            raise JobCancelled(f"job {self.job.id} cancelled")
+
+    def save_result(self, result: dict[str, Any]) -> None:
+        """Keep intermediate results (e.g. which copies are done) in case of a restart."""
+        self.job.result = result
+        self.store.set_result(self.job.id, result)
+
+
+JobHandler = Callable[[Job, JobContext], dict[str, Any] | None]
+"""Does the work of one job; returns its result, or raises JobError / JobCancelled."""
+
+
+class JobRunner:
+    """A thread that claims jobs of some kinds for one resource and runs them one at a time."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        name: str,
+        handlers: dict[str, JobHandler],
+        *,
+        resource: str | None = None,
+        poll_seconds: float = 0.5,
+    ) -> None:
+        self.store = store
+        self.name = name
+        self.handlers = handlers
+        self.resource = resource
+        self.poll_seconds = poll_seconds
+        self.current: Job | None = None
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"runner-{name}", daemon=True)
+
+    def start(self) -> None:
+        """Start the runner thread."""
+        self._thread.start()
+
+    def wake(self) -> None:
+        """Look for work now (a job was just submitted)."""
+        self._wake.set()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop after the current job's next safe point (or when idle)."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def run_once(self) -> Job | None:
+        """Claim and run one job if any is ready; returns it (final state re-read)."""
+        job = self.store.claim(tuple(self.handlers), self.resource)
+        if job is None:
+            return None
+        self.current = job
+        try:
+            self._execute(job)
+        finally:
+            self.current = None
+        return self.store.get(job.id)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                ran = self.run_once()
+            except Exception:
+                log.exception("runner %s: cannot claim jobs; retrying", self.name)
+                ran = None
+            if ran is None:
+                self._wake.wait(self.poll_seconds)
+                self._wake.clear()
+
+    def _execute(self, job: Job) -> None:
+        handler = self.handlers[job.kind]
+        context = JobContext(self.store, job)
+        log.info(
+            "job %d (%s) started, attempt %d of %d",
+            job.id,
+            job.kind,
+            job.attempts,
+            job.max_attempts,
+        )
+        try:
+            context.check_cancelled()
+            result = handler(job, context)
+        except JobCancelled:
+            self.store.mark_cancelled(job.id)
+            log.info("job %d cancelled", job.id)
+        except JobError as exc:
+            state = self.store.fail(job.id, str(exc), retryable=exc.retryable)
+            log.warning("job %d failed (%s): %s", job.id, state, exc)
+        except KioskError as exc:
+            self.store.fail(job.id, str(exc), retryable=False)
+            log.warning("job %d failed: %s", job.id, exc)
+        except Exception as exc:
+            self.store.fail(job.id, f"internal error ({type(exc).__name__})", retryable=False)
+            log.exception("job %d crashed", job.id)
+        else:
+            self.store.succeed(job.id, result)
+            log.info("job %d succeeded", job.id)
+
+
+def final_state(store: JobStore, job_id: int, timeout: float, poll: float = 0.2) -> Job:
+    """Wait until a job reaches a final state (for `--wait`); returns it or the job as is."""
+    deadline = time.monotonic() + timeout
+    job = store.get(job_id)
+    while job.state not in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED):
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(poll)
+        job = store.get(job_id)
+    return job
