@@ -13,6 +13,8 @@ from typing import Any
 
 from appliance.config import KioskConfig
 from appliance.errors import KioskError
+from appliance.jobs import JobStore
+from appliance.jobs.runner import final_state
 from appliance.service.runstate import read_runstate
 from appliance.store.index import connect
 
@@ -86,6 +88,51 @@ class Control:
             reserve_bytes=self.config.store.free_space_reserve_mb * 1024 * 1024,
         )
         return {"daemon": daemon, "store": store}
+
+    # -- jobs ----------------------------------------------------------------------------------
+
+    def _jobs(self) -> JobStore:
+        return JobStore(self.config.paths.index_file)
+
+    def jobs(self, limit: int = 50) -> list[dict[str, Any]]:
+        """Recent jobs of every kind, newest first."""
+        store = self._jobs()
+        try:
+            return [job.summary() for job in store.list_jobs(limit=limit)]
+        finally:
+            store.close()
+
+    def job(self, job_id: int) -> dict[str, Any]:
+        """One job (UnknownJobError if there is none)."""
+        store = self._jobs()
+        try:
+            return store.get(job_id).summary()
+        finally:
+            store.close()
+
+    def cancel_job(self, job_id: int) -> dict[str, Any]:
+        """Cancel a queued job, or ask a running one to stop at its next safe point."""
+        store = self._jobs()
+        try:
+            return store.cancel(job_id).summary()
+        finally:
+            store.close()
+
+    def retry_job(self, job_id: int) -> dict[str, Any]:
+        """Queue a failed or cancelled job again."""
+        store = self._jobs()
+        try:
+            return store.retry(job_id).summary()
+        finally:
+            store.close()
+
+    def wait_job(self, job_id: int, timeout: float) -> dict[str, Any]:
+        """Block until the job is final (or the timeout passes); returns it."""
+        store = self._jobs()
+        try:
+            return final_state(store, job_id, timeout).summary()
+        finally:
+            store.close()
 
     def echo(self, node_name: str) -> EchoOutcome:
         """C-ECHO a registry node."""

@@ -114,6 +114,73 @@ def cmd_status(control: Control, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def print_job(job: dict[str, Any], as_json: bool) -> None:
+    """One job, as JSON or as a few human lines."""
+    if as_json:
+        print(json.dumps(job))
+        return
+    progress = job["progress"]
+    line = f"job {job['id']} {job['kind']}: {job['state']}"
+    if job["state"] == "running" and progress["phase"]:
+        line += f" ({progress['phase']}, {progress['fraction'] * 100:.0f} %)"
+    print(line)
+    if job["error"]:
+        print(f"  error: {job['error']}")
+    if job["attempts"]:
+        print(f"  attempts: {job['attempts']} of {job['max_attempts']}")
+
+
+def exit_for(job: dict[str, Any]) -> int:
+    """0 unless the job ended badly."""
+    return EXIT_FAILED if job["state"] in ("failed", "cancelled") else EXIT_OK
+
+
+def cmd_jobs(control: Control, args: argparse.Namespace) -> int:
+    """List recent jobs."""
+    jobs = control.jobs(limit=args.limit)
+    if args.json:
+        print(json.dumps(jobs))
+        return EXIT_OK
+    if not jobs:
+        print("no jobs")
+    for job in jobs:
+        pct = f"{job['progress']['fraction'] * 100:3.0f}%"
+        print(
+            f"{job['id']:>6} {job['kind']:<9} {job['state']:<10} {pct} "
+            f"{_when(job['created_at'])}  {job['error'] or ''}"
+        )
+    return EXIT_OK
+
+
+def cmd_job(control: Control, args: argparse.Namespace) -> int:
+    """Show one job (optionally wait for its end)."""
+    job = control.wait_job(args.id, args.timeout) if args.wait else control.job(args.id)
+    print_job(job, args.json)
+    return exit_for(job) if args.wait else EXIT_OK
+
+
+def cmd_cancel(control: Control, args: argparse.Namespace) -> int:
+    """Cancel a job."""
+    print_job(control.cancel_job(args.id), args.json)
+    return EXIT_OK
+
+
+def cmd_retry(control: Control, args: argparse.Namespace) -> int:
+    """Queue a failed or cancelled job again."""
+    job = control.retry_job(args.id)
+    if args.wait:
+        job = control.wait_job(args.id, args.timeout)
+    print_job(job, args.json)
+    return exit_for(job) if args.wait else EXIT_OK
+
+
+def _add_wait(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--wait", action="store_true", help="block until the job ends")
+    parser.add_argument(
+        "--timeout", type=float, default=24 * 3600, help="seconds --wait blocks at most"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The kioskctl command line."""
     parser = argparse.ArgumentParser(prog="kioskctl", description="Disc kiosk control.")
@@ -126,6 +193,20 @@ def build_parser() -> argparse.ArgumentParser:
     echo.set_defaults(func=cmd_echo)
     sub.add_parser("studies", help="list local studies").set_defaults(func=cmd_studies)
     sub.add_parser("status", help="daemon and store status").set_defaults(func=cmd_status)
+    jobs = sub.add_parser("jobs", help="list recent jobs")
+    jobs.add_argument("--limit", type=int, default=50)
+    jobs.set_defaults(func=cmd_jobs)
+    job = sub.add_parser("job", help="show one job")
+    job.add_argument("id", type=int)
+    _add_wait(job)
+    job.set_defaults(func=cmd_job)
+    cancel = sub.add_parser("cancel", help="cancel a job")
+    cancel.add_argument("id", type=int)
+    cancel.set_defaults(func=cmd_cancel)
+    retry = sub.add_parser("retry", help="queue a failed or cancelled job again")
+    retry.add_argument("id", type=int)
+    _add_wait(retry)
+    retry.set_defaults(func=cmd_retry)
     return parser
 
 
