@@ -38,6 +38,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config: cannot read {path}: {exc.strerror}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config: {path} is not valid TOML: {exc}") from exc
+    except UnicodeDecodeError:
+        raise ConfigError(f"config: {path} is not valid UTF-8 (TOML files are UTF-8)") from None
 
 
 def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
@@ -67,8 +69,20 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
         if not parts:
             continue
         node = tree
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
+        for depth, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                prefix = parts[: depth + 1]
+                raise ConfigError(
+                    f"config: {'.'.join(parts)}: {name} conflicts with "
+                    f"{ENV_PREFIX}{'__'.join(p.upper() for p in prefix)}, which sets "
+                    f"{'.'.join(prefix)} as a whole"
+                )
+            node = child
+        if isinstance(node.get(parts[-1]), dict):
+            raise ConfigError(
+                f"config: {'.'.join(parts)}: {name} would replace a table set by other variables"
+            )
         node[parts[-1]] = _parse_env_value(raw)
     return tree
 

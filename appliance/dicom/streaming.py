@@ -196,6 +196,26 @@ class WakingDUL(DULServiceProvider):
         """Thread body: our reactor (the Thread was built with the base class's as target)."""
         self.run_reactor()
 
+    def receive_pdu(self, wait: bool = False, timeout: float | None = None) -> Any:
+        """Like pynetdicom's, but a blocking wait ends as soon as the peer has closed the
+        connection: a TCP probe that never sends an A-ASSOCIATE-RQ must not hold an
+        association slot until the ACSE timeout."""
+        if not wait:
+            return super().receive_pdu(wait=False)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            slice_ = IDLE_WAIT_SECONDS * 5
+            if deadline is not None:
+                slice_ = min(slice_, max(deadline - time.monotonic(), 0.0))
+            primitive = super().receive_pdu(wait=True, timeout=slice_)
+            if primitive is not None:
+                return primitive
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
+            sock = self.socket
+            if self._kill_thread or (sock is not None and not sock._is_connected):
+                return super().receive_pdu(wait=False)
+
     def _wait_for_work(self) -> None:
         watch: list[Any] = [self._waker.read_fd]
         raw = getattr(self.socket, "socket", None)

@@ -63,7 +63,7 @@ def make_instance(
     modality: str = "CT",
     instance_number: int = 1,
 ) -> Path:
-    """Write one synthetic CT Image Storage instance (16-bit, Explicit VR LE) and return its path."""
+    """Write one synthetic CT Image Storage instance (16-bit, Explicit VR LE); return its path."""
     meta = FileMetaDataset()
     sop_uid = sop_uid or generate_uid()
     meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
