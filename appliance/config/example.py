@@ -17,13 +17,13 @@ import sys
 import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePath
-from typing import Any
+from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from appliance.config.schema import KioskConfig, NodeConfig
+from appliance.config.schema import KioskConfig
 
 DEFAULT_PATH = Path("docs/kiosk.toml.example")
 """Where the committed example lives, relative to the repository root."""
@@ -40,6 +40,15 @@ EXAMPLE_VALUES: dict[str, Any] = {
     "nodes.NAME.ae_title": "PACS",
     "nodes.NAME.host": "pacs.example.org",
     "nodes.NAME.port": 104,
+    "drives.NAME.directory": "/var/lib/kiosk/discs",
+    "drives.NAME.faults.capacity_mb": 650,
+    "drives.NAME.faults.write_error_at_percent": 50,
+    "profiles.NAME.capacity_mb": 650,
+    "profiles.NAME.drive": "burner",
+    "auto_burn.profile": "cd",
+    "auto_burn.called_ae": "BURN_CD",
+    "auto_burn.calling_ae": "CT_SCANNER",
+    "auto_burn.modality": "CT",
 }
 """Illustrative values for keys that have no default (required, or None meaning "derived")."""
 
@@ -104,15 +113,43 @@ def _description(field: FieldInfo, name: str) -> str:
     return field.description
 
 
+def _model_of(annotation: Any) -> tuple[str, type[BaseModel]] | None:
+    """('section' | 'table' | 'array', model) for a field holding models, else None."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return "section", annotation
+    args = get_args(annotation)
+    if (
+        get_origin(annotation) is dict
+        and len(args) == 2
+        and isinstance(args[1], type)
+        and issubclass(args[1], BaseModel)
+    ):
+        return "table", args[1]
+    if (
+        get_origin(annotation) is list
+        and args
+        and isinstance(args[0], type)
+        and issubclass(args[0], BaseModel)
+    ):
+        return "array", args[0]
+    return None
+
+
 def _section_lines(
-    model: type[BaseModel], header: str, qualified: str, *, commented: bool
+    model: type[BaseModel], header: str, qualified: str, *, commented: bool, array: bool = False
 ) -> list[str]:
-    """One TOML table: its docstring, then every field with its docstring and value."""
+    """One TOML table: its docstring, then every field with its docstring and value; nested
+    models follow as sub-tables."""
     prefix = "# " if commented else ""
     lines = _comment(model.__doc__ or "")
-    lines.append(f"{prefix}[{header}]")
+    lines.append(f"{prefix}[[{header}]]" if array else f"{prefix}[{header}]")
+    nested: list[tuple[str, type[BaseModel]]] = []
     for name, field in model.model_fields.items():
         key = f"{qualified}.{name}"
+        kind = _model_of(field.annotation)
+        if kind is not None and kind[0] == "section":
+            nested.append((name, kind[1]))
+            continue
         lines.append("")
         lines.extend(_comment(_description(field, key)))
         default = field.default
@@ -124,7 +161,23 @@ def _section_lines(
             lines.append(f"# {name} = {toml_value(EXAMPLE_VALUES[key])}")
         else:
             lines.append(f"{prefix}{name} = {toml_value(default)}")
+    for name, sub in nested:
+        lines.append("")
+        lines.extend(
+            _section_lines(sub, f"{header}.{name}", f"{qualified}.{name}", commented=commented)
+        )
     return lines
+
+
+_EXAMPLE_NAMES = {"drives": "burner", "profiles": "cd"}
+"""Entry names of the commented-out examples of each collection (nodes use EXAMPLE_NODE_NAME)."""
+
+_COLLECTION_NOTES = {
+    "nodes": "`kioskctl echo NAME` takes NAME.",
+    "drives": "The packaged defaults define [drives.pseudo] (ISO images under <var>/discs).",
+    "profiles": "The packaged defaults define [profiles.cd], [profiles.dvd] and [profiles.bd].",
+    "auto_burn": "None by default.",
+}
 
 
 def render_example() -> str:
@@ -133,26 +186,30 @@ def render_example() -> str:
     for name, field in KioskConfig.model_fields.items():
         lines.append("")
         lines.append("")
-        annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            lines.extend(_section_lines(annotation, name, name, commented=False))
-        elif name == "nodes":
-            lines.extend(_comment(_description(field, name)))
-            lines.append("#")
-            lines.extend(
-                _comment(
-                    "One table per node, [nodes.NAME]; none by default. NAME is what "
-                    "`kioskctl echo NAME` takes. An example, commented out:"
-                )
+        kind = _model_of(field.annotation)
+        if kind is None:
+            raise ExampleError(f"config table {name!r} holds no section model")
+        shape, model = kind
+        if shape == "section":
+            lines.extend(_section_lines(model, name, name, commented=False))
+            continue
+        lines.extend(_comment(_description(field, name)))
+        lines.append("#")
+        header = (
+            name if shape == "array" else f"{name}.{_EXAMPLE_NAMES.get(name, EXAMPLE_NODE_NAME)}"
+        )
+        table = f"[[{name}]]" if shape == "array" else f"[{name}.NAME]"
+        lines.extend(
+            _comment(
+                f"One {table} per entry. {_COLLECTION_NOTES.get(name, '')} "
+                "An example, commented out:"
             )
-            lines.append("")
-            lines.extend(
-                _section_lines(
-                    NodeConfig, f"{name}.{EXAMPLE_NODE_NAME}", f"{name}.NAME", commented=True
-                )
-            )
-        else:
-            raise ExampleError(f"config table {name!r} is neither a section nor the node registry")
+        )
+        lines.append("")
+        qualified = name if shape == "array" else f"{name}.NAME"
+        lines.extend(
+            _section_lines(model, header, qualified, commented=True, array=shape == "array")
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -105,7 +105,10 @@ def layer_files(extra: Path | None) -> list[Path]:
 
 def _format_error(exc: ValidationError) -> str:
     first = exc.errors()[0]
-    key = ".".join(str(p) for p in first["loc"]) or "(root)"
+    key = ".".join(str(p) for p in first["loc"])
+    if not key:
+        # Cross-field checks name their key themselves ("profiles.x.drive: ...").
+        return "config: " + first["msg"].removeprefix("Value error, ")
     more = len(exc.errors()) - 1
     suffix = f" (and {more} more)" if more else ""
     return f"config: {key}: {first['msg']}{suffix}"

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 _UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 
@@ -143,6 +143,115 @@ class NodeConfig(_Section):
     """Free text shown to operators."""
 
 
+MEDIA_CAPACITY_MB = {"cd": 700, "dvd": 4482, "dvd-dl": 8106, "bd": 23841}
+"""Usable capacity in MiB of each medium: CD 700 MB, DVD 4.7 GB, DVD-DL 8.5 GB, BD 25 GB."""
+
+
+class FakeFaultsConfig(_Section):
+    """Faults of a `fake` drive (for tests and demonstrations)."""
+
+    no_media: bool = False
+    """The drive reports no disc."""
+
+    tray_open: bool = False
+    """The drive reports an open tray."""
+
+    capacity_mb: int | None = Field(default=None, ge=1)
+    """Capacity of the blank disc in MiB (default: a DVD)."""
+
+    write_error_at_percent: int | None = Field(default=None, ge=0, le=100)
+    """Fail every write at this share of the image."""
+
+    read_back_mismatch: bool = False
+    """Damage one byte of every written disc, so read-back verification fails."""
+
+
+class DriveConfig(_Section):
+    """An optical drive (or robot slot) the kiosk burns on."""
+
+    kind: Literal["pseudo", "xorriso", "fake", "disabled"] = "pseudo"
+    """pseudo: ISO images in a directory (no hardware); xorriso: a real burner; fake: files with
+    injectable faults; disabled: refuses all work."""
+
+    device: str = ""
+    """For kind xorriso: the device (/dev/sr0) or a `stdio:PATH` file drive."""
+
+    directory: Path | None = None
+    """For kinds pseudo and fake: where disc images go; default `<var>/discs`."""
+
+    faults: FakeFaultsConfig = FakeFaultsConfig()
+    """For kind fake: the faults to inject."""
+
+
+class BurnProfileConfig(_Section):
+    """A named set of disc-job defaults; a job may override any of them."""
+
+    media_profile: str = "STD-GEN-CD"
+    """PS3.11 application profile of the file set (STD-GEN-CD, STD-GEN-DVD, STD-GEN-BD,
+    STD-CTMR-CD, STD-CTMR-DVD, STD-GEN-DVD-JPEG, STD-GEN-DVD-J2K)."""
+
+    media: Literal["cd", "dvd", "dvd-dl", "bd"] = "cd"
+    """Medium type; sets the default capacity."""
+
+    capacity_mb: int | None = Field(default=None, ge=1)
+    """Usable capacity per disc in MiB (default by medium); a larger job spans several discs."""
+
+    copies: int = Field(default=1, ge=1, le=20)
+    """Copies of each disc."""
+
+    web: bool = False
+    """Add IHE PDI web content (INDEX.HTM, IHE_PDI/): "DICOM PLUS WEB" instead of "DICOM ONLY"."""
+
+    verify: bool = True
+    """Read every disc back and verify it at the DICOM level."""
+
+    include_related: bool = True
+    """When series are chosen, add the study's structured reports, KOS and presentation states."""
+
+    drive: str | None = None
+    """Drive name from [drives]; default: the first configured drive."""
+
+    label_phi: bool = True
+    """Put patient name and birth date on the printed label (off: study date and counts only)."""
+
+    @property
+    def capacity_bytes(self) -> int:
+        """Effective capacity of one disc in bytes."""
+        return (self.capacity_mb or MEDIA_CAPACITY_MB[self.media]) * 1024 * 1024
+
+
+class PublishingConfig(_Section):
+    """What every disc says about who made it."""
+
+    institution_name: str = "Hospital"
+    """Institution named in README.TXT and on labels."""
+
+    institution_contact: str = ""
+    """Address / phone for questions about a disc (README.TXT)."""
+
+    default_profile: str = "cd"
+    """Profile used when a job names none."""
+
+    max_attempts: int = Field(default=3, ge=1, le=10)
+    """Attempts per burn job before it fails (drive errors are retried with back-off)."""
+
+
+class AutoBurnRule(_Section):
+    """Start a burn job when a study completes and every given condition matches."""
+
+    profile: str
+    """Profile of the job."""
+
+    called_ae: AETitle | None = None
+    """Match the Called AE Title the study was received on (e.g. a modality sends to BURN_CD)."""
+
+    calling_ae: AETitle | None = None
+    """Match the sender's AE title."""
+
+    modality: str | None = None
+    """Match a modality present in the study (e.g. CT)."""
+
+
 class LoggingConfig(_Section):
     """Log output (stderr, journald-friendly). Patient data is never logged at any level."""
 
@@ -170,6 +279,32 @@ class KioskConfig(_Section):
 
     logging: LoggingConfig = LoggingConfig()
     """Logging."""
+
+    drives: dict[str, DriveConfig] = {}
+    """Optical drives by name (the packaged defaults define one pseudo-drive)."""
+
+    profiles: dict[str, BurnProfileConfig] = {}
+    """Disc-job profiles by name (the packaged defaults define cd, dvd and bd)."""
+
+    publishing: PublishingConfig = PublishingConfig()
+    """Disc publishing."""
+
+    auto_burn: list[AutoBurnRule] = []
+    """Rules that burn a study automatically when it completes."""
+
+    @model_validator(mode="after")
+    def _check_references(self) -> KioskConfig:
+        for name, profile in self.profiles.items():
+            if profile.drive is not None and profile.drive not in self.drives:
+                raise ValueError(f"profiles.{name}.drive: no drive named {profile.drive!r}")
+        if self.profiles and self.publishing.default_profile not in self.profiles:
+            raise ValueError(
+                f"publishing.default_profile: no profile named {self.publishing.default_profile!r}"
+            )
+        for index, rule in enumerate(self.auto_burn):
+            if rule.profile not in self.profiles:
+                raise ValueError(f"auto_burn.{index}.profile: no profile named {rule.profile!r}")
+        return self
 
     @property
     def local_ae_titles(self) -> list[str]:
