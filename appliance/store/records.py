@@ -7,8 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from pydicom import dcmread
-from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
+from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filereader import _read_file_meta_info, data_element_generator, read_preamble
+from pydicom.tag import BaseTag
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
 from appliance.errors import StoreError
 from appliance.store.layout import validate_uid
@@ -86,24 +89,63 @@ class InstanceRecord:
         return {name: getattr(self, name) for name in self.__slots__}
 
 
-def read_record(path: Path) -> InstanceRecord:
-    """Parse the header of a stored file (pixel data is not read) into an InstanceRecord.
+_UNDEFINED_LENGTH = 0xFFFFFFFF
+_DEFER = 4096  # values larger than this are skipped by seeking, never read
 
-    Raises UndecodableDatasetError when the bytes are not DICOM, DatasetMismatchError when a
-    required UID is missing or malformed.
+
+def _undecodable(why: str) -> UndecodableDatasetError:
+    return UndecodableDatasetError(f"the data set cannot be parsed: {why}")
+
+
+def read_record(path: Path) -> InstanceRecord:
+    """Parse a stored file into an InstanceRecord, checking its structure on the way.
+
+    One pass over the top-level element headers (large values are skipped, not read) proves
+    the data set is well-formed: tags ascend, no delimiter or command element stands at the top
+    level, and the last element ends exactly where the file ends (a truncated or padded data
+    set is refused). Only the indexed attributes are then converted.
+
+    Raises UndecodableDatasetError when the bytes are not a DICOM data set,
+    DatasetMismatchError when it parses but a required UID is missing or malformed.
     """
     try:
-        # Parsing the element headers up to Pixel Data finds structural damage; values are
-        # converted lazily, only for the attributes we index.
-        ds = dcmread(path, stop_before_pixels=True)
-    except (InvalidDicomError, EOFError, ValueError, KeyError, OSError, TypeError) as exc:
-        raise UndecodableDatasetError(
-            f"the data set cannot be parsed ({type(exc).__name__})"
-        ) from None
+        size = path.stat().st_size
+        with path.open("rb") as fp:
+            read_preamble(fp, False)
+            meta = _read_file_meta_info(fp)
+            syntax = UID(str(meta.get("TransferSyntaxUID", "")))
+            if syntax == DeflatedExplicitVRLittleEndian:
+                # The stream must be inflated to be walked; pydicom does that as it reads.
+                return record_from_dataset(dcmread(path, stop_before_pixels=True))
+            elements: dict[BaseTag, DataElement | RawDataElement] = {}
+            previous = -1
+            end = fp.tell()
+            for raw in data_element_generator(
+                fp, syntax.is_implicit_VR, syntax.is_little_endian, defer_size=_DEFER
+            ):
+                tag = int(raw.tag)
+                if tag <= previous:
+                    raise _undecodable("element tags are not in ascending order")
+                if tag >> 16 in (0x0000, 0x0002, 0xFFFE, 0xFFFF):
+                    raise _undecodable("command, meta or delimiter element in the data set")
+                previous = tag
+                elements[raw.tag] = raw
+                # Sequences come back parsed (DataElement); the reader then stands at their end.
+                if isinstance(raw, RawDataElement) and raw.length != _UNDEFINED_LENGTH:
+                    end = raw.value_tell + raw.length
+                else:
+                    end = fp.tell()
+    except UndecodableDatasetError:
+        raise
     except Exception as exc:  # pydicom raises many types on garbage; none may escape
-        raise UndecodableDatasetError(
-            f"the data set cannot be parsed ({type(exc).__name__})"
-        ) from None
+        raise _undecodable(type(exc).__name__) from None
+    if not elements:
+        raise _undecodable("it holds no data element")
+    if end != size:
+        raise _undecodable("it is truncated" if end > size else "bytes follow its last element")
+    ds = Dataset(elements)
+    ds.file_meta = FileMetaDataset(meta)
+    ds.set_original_encoding(syntax.is_implicit_VR, syntax.is_little_endian, None)
     return record_from_dataset(ds)
 
 

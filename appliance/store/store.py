@@ -17,10 +17,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from pydicom.dataelem import RawDataElement
-from pydicom.filereader import _read_file_meta_info, data_element_generator, read_preamble
-from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
-
 from appliance.errors import StoreError
 from appliance.store.incoming import PARTIAL_SUFFIX, IncomingFile, encode_file_meta
 from appliance.store.index import StoreIndex
@@ -78,32 +74,6 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _complete_on_disk(path: Path) -> bool:
-    """True if no top-level element claims bytes beyond the end of the file.
-
-    Files we commit are fsynced before their rename, so only disk damage truncates one; this
-    check runs when adopting files at start, not on the receive path.
-    """
-    size = path.stat().st_size
-    try:
-        with path.open("rb") as fp:
-            read_preamble(fp, False)
-            meta = _read_file_meta_info(fp)
-            syntax = UID(str(meta.get("TransferSyntaxUID", "")))
-            if syntax == DeflatedExplicitVRLittleEndian:
-                return True  # a deflate stream is checked by inflating it, i.e. by dcmread
-            end = 0
-            # defer_size: large values are skipped by seeking, their offsets still reported.
-            for raw in data_element_generator(
-                fp, syntax.is_implicit_VR, syntax.is_little_endian, defer_size=1024
-            ):
-                if isinstance(raw, RawDataElement) and raw.length != 0xFFFFFFFF:
-                    end = max(end, raw.value_tell + raw.length)
-    except Exception:
-        return False
-    return end <= size
 
 
 class InstanceStore:
@@ -249,7 +219,7 @@ class InstanceStore:
         except (UndecodableDatasetError, DatasetMismatchError, StoreError):
             self._quarantine(path)
             return "quarantined"
-        if expected != relpath or not _complete_on_disk(path):
+        if expected != relpath:
             self._quarantine(path)
             return "quarantined"
         existing = self.index.find_instance(record.sop_instance_uid)

@@ -16,12 +16,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from io import BytesIO
 from pathlib import Path
+from typing import Any
 
 from pydicom import dcmread
-from pynetdicom import AE
+from pynetdicom import AE, evt
 from pynetdicom.association import Association
 from pynetdicom.dimse_messages import C_STORE_RQ
 from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.pdu import A_ASSOCIATE_RJ
 from pynetdicom.pdu_primitives import P_DATA
 
 from tests.peers.data import dataset_bytes
@@ -41,12 +43,51 @@ def associate(
     called: str = "KIOSK",
     calling: str = "LOWSCU",
     timeout: float = 10.0,
+    evt_handlers: list[tuple[Any, Any]] | None = None,
 ) -> Association:
     """Associate proposing exactly these (abstract syntax, transfer syntax) pairs."""
     ae = lowlevel_ae(calling, timeout)
     for abstract, transfer in contexts:
         ae.add_requested_context(abstract, [transfer])
-    return ae.associate("127.0.0.1", port, ae_title=called)
+    return ae.associate("127.0.0.1", port, ae_title=called, evt_handlers=evt_handlers)
+
+
+class RejectionRecorder:
+    """Records every A-ASSOCIATE-RJ PDU an association receives (bind with `handlers`).
+
+    pynetdicom's requestor has a race: when the RJ and the closed connection both arrive
+    before its ACSE looks at the socket, it reports an abort (`is_aborted`) instead of the
+    rejection, and `acceptor.primitive` stays empty. The PDU event fires in the DUL thread as the
+    bytes arrive, so what the acceptor actually sent is always seen here.
+    """
+
+    def __init__(self) -> None:
+        self.rejections: list[A_ASSOCIATE_RJ] = []
+
+    @property
+    def handlers(self) -> list[tuple[Any, Any]]:
+        """`evt_handlers` for `AE.associate`."""
+        return [(evt.EVT_PDU_RECV, self._on_pdu)]
+
+    def _on_pdu(self, event: Any) -> None:
+        if isinstance(event.pdu, A_ASSOCIATE_RJ):
+            self.rejections.append(event.pdu)
+
+    def result(self, assoc: Association) -> tuple[int, int, int]:
+        """(result, source, reason) of the single A-ASSOCIATE-RJ received; also checks that
+        pynetdicom, if it saw the rejection itself, reports the same values."""
+        assert not assoc.is_established, "the association was accepted"
+        assert len(self.rejections) == 1, (
+            f"expected one A-ASSOCIATE-RJ, got {len(self.rejections)} "
+            f"(aborted={assoc.is_aborted}, rejected={assoc.is_rejected})"
+        )
+        pdu = self.rejections[0]
+        values = (int(pdu.result or 0), int(pdu.source or 0), int(pdu.reason_diagnostic or 0))
+        if assoc.is_rejected:
+            rsp = assoc.acceptor.primitive
+            assert rsp is not None
+            assert (rsp.result, rsp.result_source, rsp.diagnostic) == values
+        return values
 
 
 def context_id_for(assoc: Association, sop_class_uid: str) -> int:
