@@ -14,6 +14,7 @@ from typing import Any
 from appliance.config import KioskConfig
 from appliance.errors import KioskError
 from appliance.jobs import JobStore
+from appliance.jobs.burn_request import BURN, BurnRequest, resolve_options
 from appliance.jobs.runner import final_state
 from appliance.service.runstate import read_runstate
 from appliance.store.index import connect
@@ -133,6 +134,36 @@ class Control:
             return final_state(store, job_id, timeout).summary()
         finally:
             store.close()
+
+    def submit_burn(self, request: BurnRequest) -> dict[str, Any]:
+        """Queue a disc job (options checked against the config now, not when it runs)."""
+        options = resolve_options(self.config, request)
+        store = self._jobs()
+        try:
+            job = store.submit(
+                BURN,
+                request.to_params(),
+                resource=options.drive,
+                max_attempts=self.config.publishing.max_attempts,
+            )
+            return job.summary()
+        finally:
+            store.close()
+
+    def drives(self) -> list[dict[str, Any]]:
+        """Configured drives and the job each one is running."""
+        daemon = read_runstate(self.config.paths.run_dir) or {}
+        busy = daemon.get("runners", {})
+        return [
+            {
+                "name": name,
+                "kind": drive.kind,
+                "device": drive.device,
+                "directory": str(drive.directory or self.config.paths.var / "discs"),
+                "running_job": busy.get(f"drive-{name}"),
+            }
+            for name, drive in self.config.drives.items()
+        ]
 
     def echo(self, node_name: str) -> EchoOutcome:
         """C-ECHO a registry node."""

@@ -24,7 +24,7 @@ class StudyQuietMonitor:
         index: StoreIndex,
         default_seconds: float,
         seconds_by_called_ae: Mapping[str, float],
-        on_complete: Callable[[str], None] | None = None,
+        on_complete: Callable[[str], object] | None = None,
         poll_seconds: float = 0.5,
     ) -> None:
         self._index = index
@@ -51,7 +51,10 @@ class StudyQuietMonitor:
                 completed.append(row["study_uid"])
                 log.info("study complete: %s", row["study_uid"])
                 if self._on_complete is not None:
-                    self._on_complete(row["study_uid"])
+                    try:
+                        self._on_complete(row["study_uid"])
+                    except Exception:
+                        log.exception("study-complete action failed for %s", row["study_uid"])
         return completed
 
     def start(self) -> None:

@@ -16,6 +16,7 @@ from appliance import __version__
 from appliance.config import load_config
 from appliance.control import Control
 from appliance.errors import ConfigError, KioskError
+from appliance.jobs.burn_request import BurnRequest
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -174,6 +175,52 @@ def cmd_retry(control: Control, args: argparse.Namespace) -> int:
     return exit_for(job) if args.wait else EXIT_OK
 
 
+def _key_values(pairs: list[str], what: str) -> dict[str, str]:
+    values = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise KioskError(f"{what}: expected key=value, got {pair!r}")
+        values[key.strip().lower().replace("-", "_")] = value
+    return values
+
+
+def cmd_burn(control: Control, args: argparse.Namespace) -> int:
+    """Queue a disc job for studies (or series)."""
+    deidentify = None
+    if args.deidentify:
+        deidentify = {"retain_dates": args.retain_dates, "retain_uids": args.retain_uids}
+    request = BurnRequest(
+        study_uids=list(args.study_uids),
+        series_uids=list(args.series or []),
+        profile=args.profile,
+        copies=args.copies,
+        web=args.web,
+        verify=args.verify,
+        drive=args.drive,
+        deidentify=deidentify,
+        reidentify=_key_values(args.reidentify, "--reidentify") if args.reidentify else None,
+    )
+    job = control.submit_burn(request)
+    if args.wait:
+        job = control.wait_job(job["id"], args.timeout)
+    print_job(job, args.json)
+    return exit_for(job) if args.wait else EXIT_OK
+
+
+def cmd_drives(control: Control, args: argparse.Namespace) -> int:
+    """List configured drives."""
+    drives = control.drives()
+    if args.json:
+        print(json.dumps(drives))
+        return EXIT_OK
+    for d in drives:
+        where = d["device"] or d["directory"]
+        job = f"running job {d['running_job']}" if d["running_job"] else "idle"
+        print(f"{d['name']:<12} {d['kind']:<9} {where}  {job}")
+    return EXIT_OK
+
+
 def _add_wait(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--wait", action="store_true", help="block until the job ends")
     parser.add_argument(
@@ -193,6 +240,44 @@ def build_parser() -> argparse.ArgumentParser:
     echo.set_defaults(func=cmd_echo)
     sub.add_parser("studies", help="list local studies").set_defaults(func=cmd_studies)
     sub.add_parser("status", help="daemon and store status").set_defaults(func=cmd_status)
+    burn = sub.add_parser("burn", help="queue a disc job for one or more studies")
+    burn.add_argument("study_uids", nargs="*", metavar="STUDY_UID")
+    burn.add_argument(
+        "--series",
+        action="append",
+        metavar="SERIES_UID",
+        help="burn only this series (repeatable); related SR/KOS/PR follow",
+    )
+    burn.add_argument("--profile", help="burn profile from [profiles] (default from config)")
+    burn.add_argument("--copies", type=int)
+    burn.add_argument(
+        "--web",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="add IHE PDI web pages (DICOM PLUS WEB)",
+    )
+    burn.add_argument(
+        "--verify",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="read back and verify each disc (default on)",
+    )
+    burn.add_argument("--drive", help="drive name from [drives]")
+    burn.add_argument(
+        "--deidentify", action="store_true", help="PS3.15 Basic Profile de-identification"
+    )
+    burn.add_argument("--retain-dates", action="store_true", help="with --deidentify")
+    burn.add_argument("--retain-uids", action="store_true", help="with --deidentify")
+    burn.add_argument(
+        "--reidentify",
+        action="append",
+        metavar="KEY=VALUE",
+        help="replace patient_name, patient_id, patient_birth_date, patient_sex, "
+        "issuer_of_patient_id, accession_number (originals kept in the objects)",
+    )
+    _add_wait(burn)
+    burn.set_defaults(func=cmd_burn)
+    sub.add_parser("drives", help="list drives").set_defaults(func=cmd_drives)
     jobs = sub.add_parser("jobs", help="list recent jobs")
     jobs.add_argument("--limit", type=int, default=50)
     jobs.set_defaults(func=cmd_jobs)

@@ -12,6 +12,12 @@ from types import FrameType
 from appliance import __version__
 from appliance.config import KioskConfig
 from appliance.dicom.server import DicomServer
+from appliance.jobs import JobStore
+from appliance.jobs.autoburn import AutoBurner
+from appliance.jobs.burn import BurnHandler, burn_recovery
+from appliance.jobs.burn_request import BURN
+from appliance.jobs.drives_wiring import build_drives
+from appliance.jobs.runner import JobRunner
 from appliance.service.runstate import clear_runstate, write_runstate
 from appliance.service.sdnotify import Notifier, watchdog_interval
 from appliance.store import InstanceStore, StoreIndex
@@ -38,8 +44,18 @@ class Daemon:
             paths.store_dir, self.index, config.store.free_space_reserve_mb * 1024 * 1024
         )
         self.server = DicomServer(config, self.store)
+        self.jobs = JobStore(paths.index_file)
+        self.runners = [
+            JobRunner(
+                self.jobs, f"drive-{name}", {BURN: BurnHandler(config, name, drive)}, resource=name
+            )
+            for name, drive in build_drives(config).items()
+        ]
         self.quiet = StudyQuietMonitor(
-            self.index, config.store.study_quiet_seconds, config.store.quiet_seconds_by_called_ae
+            self.index,
+            config.store.study_quiet_seconds,
+            config.store.quiet_seconds_by_called_ae,
+            on_complete=AutoBurner(config, self.jobs),
         )
 
     def request_stop(self, signum: int = 0, frame: FrameType | None = None) -> None:
@@ -58,10 +74,14 @@ class Daemon:
                 report.records_dropped,
                 report.files_quarantined,
             )
+        for job_id, outcome in self.jobs.recover({BURN: burn_recovery(self.config)}):
+            log.warning("job %d was running when kioskd stopped: %s", job_id, outcome)
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
         self.server.start()
         self.quiet.start()
+        for runner in self.runners:
+            runner.start()
         self.notifier.ready(f"listening on port {self.server.port}")
         log.info("kioskd %s ready (pid %d)", __version__, os.getpid())
         watchdog = watchdog_interval()
@@ -91,8 +111,12 @@ class Daemon:
                 self.config.dicom.drain_seconds,
             )
         self.quiet.stop()
+        for runner in self.runners:
+            # A burn in progress stays `running` in the job store and is recovered at start.
+            runner.stop(timeout=5)
         clear_runstate(self.config.paths.run_dir)
         self.index.close()
+        self.jobs.close()
         log.info("stopped")
 
     def _publish_state(self, state: str) -> None:
@@ -110,6 +134,10 @@ class Daemon:
                     "active_associations": self.server.active_associations(),
                     "max_associations": self.config.dicom.max_associations,
                     "reception": self.server.handlers.counters.snapshot(),
+                    "runners": {
+                        r.name: (r.current.id if r.current is not None else None)
+                        for r in self.runners
+                    },
                 },
             )
         except OSError as exc:

@@ -1,0 +1,331 @@
+"""The burn runner: studies in the store -> file set -> PDI content -> ISO -> drive -> verify.
+
+One handler per drive. Intermediate results (which copies of which disc are done) are saved in
+the job after every copy, so a job interrupted by a restart goes on where it stopped and never
+claims a disc twice. A copy interrupted while the drive was writing cannot be trusted: on a real
+burner the job then fails with a reason (the disc may be half-written); on image drives the
+partial image is simply not counted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import secrets
+import shutil
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, cast
+
+from pydicom.dataset import Dataset
+
+from appliance import __version__
+from appliance.config import KioskConfig
+from appliance.drives.base import OpticalDrive
+from appliance.errors import KioskError
+from appliance.jobs.burn_request import BurnOptions, BurnRequest, resolve_options
+from appliance.jobs.model import Job, JobError
+from appliance.jobs.runner import JobContext
+from appliance.media.deidentify import Deidentifier, DeidentOptions
+from appliance.media.fileset import build_fileset
+from appliance.media.iso import build_iso
+from appliance.media.labels import DiscLabel, write_label
+from appliance.media.pdi import write_pdi_content
+from appliance.media.pdi_options import PdiOptions
+from appliance.media.profiles import get_profile
+from appliance.media.reidentify import NewIdentity, Reidentifier
+from appliance.media.spanning import SpanItem, plan_discs
+from appliance.media.verify import verify_image
+from appliance.store.index import connect
+from appliance.store.selection import SelectedInstance, select_instances
+
+log = logging.getLogger(__name__)
+
+SECTOR = 2048
+DISC_RESERVE = 8 * 1024 * 1024
+"""Room kept free on every disc for DICOMDIR, README, checksums and file-system structures."""
+WEB_BYTES_PER_IMAGE = 96 * 1024
+"""Estimated web content (page share and JPEG preview) per image when web content is on."""
+
+Transform = Callable[[Dataset], Dataset]
+
+
+def installation_secret(var: Path) -> bytes:
+    """A random key kept in `<var>/secret.key` (mode 0600), made on first use. Keyed hashes
+    of it give each job stable pseudonyms and UID maps across retries and restarts."""
+    path = var / "secret.key"
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        var.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_bytes(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(key)
+            fh.flush()
+            os.fsync(fh.fileno())
+        return key
+    except FileExistsError:  # pragma: no cover - a concurrent first use
+        return path.read_bytes()
+
+
+def _round_up(size: int) -> int:
+    return -(-size // SECTOR) * SECTOR
+
+
+class BurnHandler:
+    """Runs burn jobs on one drive."""
+
+    def __init__(self, config: KioskConfig, drive_name: str, drive: OpticalDrive) -> None:
+        self.config = config
+        self.drive_name = drive_name
+        self.drive = drive
+        self.work_root = config.paths.var / "work"
+        self.label_dir = config.paths.var / "labels"
+
+    # -- the job ---------------------------------------------------------------------------
+
+    def __call__(self, job: Job, ctx: JobContext) -> dict[str, Any]:
+        """Burn every disc of the job (all copies), verifying each when asked."""
+        request = BurnRequest.from_params(job.params)
+        options = resolve_options(self.config, request)
+        media_profile = get_profile(options.media_profile)
+        ctx.progress("selecting")
+        instances = self._select(request, options)
+        discs = plan_discs(
+            [
+                SpanItem(i.study_uid, i.series_uid, i.sop_instance_uid, self._estimate(i, options))
+                for i in instances
+            ],
+            options.capacity - DISC_RESERVE,
+        )
+        by_uid = {i.sop_instance_uid: i for i in instances}
+        result: dict[str, Any] = dict(job.result) if job.result else {}
+        result.setdefault("discs", [])
+        result["disc_count"] = len(discs)
+        result["options"] = asdict(options)
+        transform, deidentifier = self._transform(job, request)
+        for number, plan in enumerate(discs, start=1):
+            done = self._disc_record(result, number)
+            if done.get("copies_done", 0) >= options.copies:
+                continue
+            sources = [by_uid[item.sop_instance_uid].path for item in plan.items]
+            self._burn_disc(
+                job, ctx, options, media_profile, number, len(discs), sources, transform, result
+            )
+        if deidentifier is not None and deidentifier.warnings:
+            result["warnings"] = [w.message for w in deidentifier.warnings]
+        shutil.rmtree(self.work_root / f"job-{job.id}", ignore_errors=True)
+        result.pop("writing", None)
+        return result
+
+    def _select(self, request: BurnRequest, options: BurnOptions) -> list[SelectedInstance]:
+        conn = connect(self.config.paths.index_file, readonly=True)
+        try:
+            instances = select_instances(
+                conn,
+                self.config.paths.store_dir,
+                request.study_uids,
+                request.series_uids,
+                include_related=options.include_related,
+            )
+        except KioskError as exc:
+            raise JobError(str(exc)) from None
+        finally:
+            conn.close()
+        for instance in instances:
+            if not instance.path.is_file():
+                raise JobError(
+                    f"instance {instance.sop_instance_uid} is indexed but its file is missing "
+                    "from the store"
+                )
+        return instances
+
+    def _estimate(self, instance: SelectedInstance, options: BurnOptions) -> int:
+        web = WEB_BYTES_PER_IMAGE if options.web else 0
+        return _round_up(instance.size) + web
+
+    def _transform(
+        self, job: Job, request: BurnRequest
+    ) -> tuple[Transform | None, Deidentifier | None]:
+        try:
+            if request.deidentify is not None:
+                key = hmac.new(
+                    installation_secret(self.config.paths.var),
+                    f"deidentify-job-{job.id}".encode(),
+                    hashlib.sha256,
+                ).digest()
+                deidentifier = Deidentifier(DeidentOptions(**request.deidentify), secret=key)
+                return deidentifier, deidentifier
+            if request.reidentify is not None:
+                reidentifier = Reidentifier(
+                    NewIdentity(**cast(dict[str, Any], request.reidentify)),
+                    reason="COERCE",
+                    modifying_system=self.config.dicom.ae_title,
+                )
+                return reidentifier, None
+        except TypeError as exc:
+            raise JobError(f"bad identity options: {exc}") from None
+        return None, None
+
+    @staticmethod
+    def _disc_record(result: dict[str, Any], number: int) -> dict[str, Any]:
+        for disc in result["discs"]:
+            if disc["disc"] == number:
+                return dict(disc)
+        return {}
+
+    @staticmethod
+    def _store_disc_record(result: dict[str, Any], record: dict[str, Any]) -> None:
+        result["discs"] = [d for d in result["discs"] if d["disc"] != record["disc"]]
+        result["discs"].append(record)
+        result["discs"].sort(key=lambda d: d["disc"])
+
+    # -- one disc ---------------------------------------------------------------------------
+
+    def _burn_disc(
+        self,
+        job: Job,
+        ctx: JobContext,
+        options: BurnOptions,
+        media_profile: Any,
+        number: int,
+        count: int,
+        sources: list[Path],
+        transform: Transform | None,
+        result: dict[str, Any],
+    ) -> None:
+        work = self.work_root / f"job-{job.id}" / f"disc-{number}"
+        shutil.rmtree(work, ignore_errors=True)
+        root = work / "root"
+        phase = f"disc {number}/{count}"
+
+        def fileset_progress(done: int, total: int) -> None:
+            ctx.progress(f"{phase}: building file set", done_files=done, total_files=total)
+            ctx.check_cancelled()
+
+        fileset = build_fileset(
+            sources,
+            root,
+            media_profile,
+            fileset_id=f"J{job.id}D{number}"[:16],
+            transform=transform,
+            progress=fileset_progress,
+        )
+        ctx.check_cancelled()
+        pdi_manifest = write_pdi_content(
+            root,
+            PdiOptions(
+                institution_name=self.config.publishing.institution_name,
+                institution_contact=self.config.publishing.institution_contact,
+                application_version=__version__,
+                web_content=options.web,
+            ),
+            profile_name=options.media_profile,
+        )
+        manifest = fileset.manifest
+        for entry in pdi_manifest.entries:
+            manifest.add(entry)
+        if manifest.total_bytes > options.capacity:
+            raise JobError(
+                f"disc {number} holds {manifest.total_bytes // 2**20} MiB after transcoding, more "
+                f"than the medium's {options.capacity // 2**20} MiB; choose a larger medium"
+            )
+
+        def iso_progress(done: int, total: int) -> None:
+            ctx.progress(f"{phase}: building image", done_bytes=done, total_bytes=total)
+
+        image = build_iso(
+            root,
+            work / "disc.iso",
+            volume_label=f"DICOM_J{job.id}_D{number}",
+            joliet=options.web,
+            progress=iso_progress,
+        )
+        label = write_label(
+            self.label_dir / f"JOB{job.id}_D{number}.txt",
+            DiscLabel.from_fileset(
+                root,
+                institution=self.config.publishing.institution_name,
+                web=options.web,
+                disc=number,
+                discs=count,
+                with_patient=options.label_phi,
+            ),
+        )
+        record = self._disc_record(result, number) or {"disc": number, "copies_done": 0}
+        record.update(
+            image_sha256=image.sha256,
+            image_size=image.size,
+            instances=fileset.instances,
+            bytes=manifest.total_bytes,
+            transcoded=len(fileset.transcoded),
+            label=str(label),
+        )
+        for copy in range(record["copies_done"] + 1, options.copies + 1):
+            ctx.check_cancelled()
+            self._write_copy(job, ctx, options, image, manifest, phase, copy, result, record)
+
+    def _write_copy(
+        self,
+        job: Job,
+        ctx: JobContext,
+        options: BurnOptions,
+        image: Any,
+        manifest: Any,
+        phase: str,
+        copy: int,
+        result: dict[str, Any],
+        record: dict[str, Any],
+    ) -> None:
+        label = f"{phase}, copy {copy}/{options.copies}"
+        self.drive.check_can_write(image.size)
+        result["writing"] = {"disc": record["disc"], "copy": copy, "drive": self.drive_name}
+        ctx.save_result(result)
+
+        def write_progress(done: int, total: int) -> None:
+            ctx.progress(f"{label}: writing", done_bytes=done, total_bytes=total)
+
+        self.drive.write(image.path, write_progress)
+        if options.verify:
+
+            def verify_progress(done: int, total: int) -> None:
+                ctx.progress(f"{label}: verifying", done_bytes=done, total_bytes=total)
+
+            self.drive.verify_read_back(image.size, image.sha256, verify_progress)
+            report = verify_image(
+                image.path,
+                manifest,
+                expected_sha256=image.sha256,
+                iso9660_paths=image.iso9660_paths,
+            )
+            if not report.ok:
+                raise JobError(f"verification of {label} failed: {report.summary()}")
+        self.drive.eject()
+        record["copies_done"] = copy
+        result.pop("writing", None)
+        self._store_disc_record(result, record)
+        ctx.save_result(result)
+        log.info("job %d: %s done", job.id, label)
+
+
+def burn_recovery(config: KioskConfig) -> Callable[[Job], str | None]:
+    """Start-up policy for burn jobs found running: re-run, unless a real burner was writing."""
+
+    def policy(job: Job) -> str | None:
+        writing = (job.result or {}).get("writing")
+        if not writing:
+            return None
+        drive = config.drives.get(str(writing.get("drive")))
+        if drive is not None and drive.kind == "xorriso":
+            return (
+                f"interrupted while writing disc {writing.get('disc')} copy {writing.get('copy')} "
+                f"in drive {writing.get('drive')}: that disc may be half-written; remove it and "
+                "retry the job"
+            )
+        return None
+
+    return policy
