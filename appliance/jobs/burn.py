@@ -214,7 +214,14 @@ class BurnHandler:
             fileset_id=f"J{job.id}D{number}"[:16],
             transform=transform,
             progress=fileset_progress,
+            # Private classes (vendor raw data, CSA headers) are not allowed on general-purpose
+            # media: leave them off and say so, rather than refuse the whole disc.
+            on_unsupported="skip",
         )
+        if fileset.skipped:
+            result.setdefault("skipped", []).extend(
+                f"disc {number}: {s.source}: {s.reason}" for s in fileset.skipped
+            )
         ctx.check_cancelled()
         pdi_manifest = write_pdi_content(
             root,

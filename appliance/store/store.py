@@ -14,6 +14,7 @@ import os
 import shutil
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -87,6 +88,7 @@ class InstanceStore:
         self.quarantine_dir = root.parent / "quarantine"
         self.incoming_dir.mkdir(parents=True, exist_ok=True)
         self._dir_lock = threading.Lock()
+        self._syncer = ThreadPoolExecutor(max_workers=16, thread_name_prefix="fsync")
         self._known_dirs: set[Path] = set()
 
     # -- receiving ---------------------------------------------------------------------------
@@ -112,8 +114,14 @@ class InstanceStore:
         Raises StoreFullError, UndecodableDatasetError, DatasetMismatchError or StoreError.
         """
         try:
-            temp_path = incoming.finish()
-            record = read_record(temp_path)
+            # The data fsync releases the GIL and waits on the disk; parse the header meanwhile
+            # (reading never depends on the sync). The order of durable effects is unchanged:
+            # synced file -> rename -> synced directory -> index row -> success.
+            synced = self._syncer.submit(incoming.finish)
+            try:
+                record = read_record(incoming.path)
+            finally:
+                temp_path = synced.result()
             if record.sop_class_uid != expected_sop_class_uid:
                 raise DatasetMismatchError(
                     "the data set's SOP Class UID differs from the presentation context"
