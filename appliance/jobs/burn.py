@@ -46,7 +46,8 @@ log = logging.getLogger(__name__)
 
 SECTOR = 2048
 DISC_RESERVE = 8 * 1024 * 1024
-"""Room kept free on every disc for DICOMDIR, README, checksums and file-system structures."""
+"""Room kept free on every disc for DICOMDIR, README, checksums and file-system structures
+(a sixteenth of the medium when that is less, for small configured capacities)."""
 WEB_BYTES_PER_IMAGE = 96 * 1024
 """Estimated web content (page share and JPEG preview) per image when web content is on."""
 
@@ -100,7 +101,7 @@ class BurnHandler:
                 SpanItem(i.study_uid, i.series_uid, i.sop_instance_uid, self._estimate(i, options))
                 for i in instances
             ],
-            options.capacity - DISC_RESERVE,
+            options.capacity - min(DISC_RESERVE, max(64 * 1024, options.capacity // 16)),
         )
         by_uid = {i.sop_instance_uid: i for i in instances}
         result: dict[str, Any] = dict(job.result) if job.result else {}
