@@ -236,3 +236,35 @@ def test_auto_burn_on_study_complete(make_kioskd, tmp_path: Path) -> None:  # ty
     jobs = json.loads(daemon.kioskctl("--json", "jobs").stdout)
     assert [j["params"]["study_uids"] for j in jobs] == [[burned]]
     assert kept not in json.dumps(jobs)
+
+
+def test_kill9_mid_burn_recovers_without_duplicate_discs(  # type: ignore[no-untyped-def]
+    make_kioskd, tmp_path: Path
+) -> None:
+    """kioskd dies by SIGKILL while a copy is being written to the image drive: at restart the
+    job is run again (image drives cannot hold a half-written disc), succeeds, and claims
+    exactly the discs it made."""
+    daemon: KioskdProcess = make_kioskd()
+    study, files = _study(tmp_path, patient="Kill^Nine", pid="P-600", count=8, size=256)
+    assert storescu(daemon.port, files).returncode == 0
+    submitted = json.loads(daemon.kioskctl("--json", "burn", study, "--copies", "2").stdout)
+
+    def writing() -> bool:
+        job = json.loads(daemon.kioskctl("--json", "job", str(submitted["id"])).stdout)
+        # Copy 1 of 2 being written: a whole copy is still to come when the kill lands.
+        return job["state"] == "running" and "copy 1/2: writing" in job["progress"]["phase"]
+
+    assert wait_until(writing, timeout=60, interval=0.02)
+    daemon.kill9()
+    daemon.start()
+    final = json.loads(
+        daemon.kioskctl("--json", "job", str(submitted["id"]), "--wait", "--timeout", "120").stdout
+    )
+    assert final["state"] == "succeeded", final
+    (disc,) = final["result"]["discs"]
+    assert disc["copies_done"] == 2
+    assert "interrupted by a restart" not in (final["error"] or "")
+    assert "requeued" in daemon.log()
+    # Every claimed copy is a complete, verified image; extra files are unclaimed partials.
+    complete = [p for p in _images(daemon) if p.stat().st_size >= disc["image_size"]]
+    assert len(complete) >= 2
