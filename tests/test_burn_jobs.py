@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -250,9 +251,13 @@ def test_kill9_mid_burn_recovers_without_duplicate_discs(  # type: ignore[no-unt
     submitted = json.loads(daemon.kioskctl("--json", "burn", study, "--copies", "2").stdout)
 
     def writing() -> bool:
-        job = json.loads(daemon.kioskctl("--json", "job", str(submitted["id"])).stdout)
+        # Read the job row directly: a kioskctl round trip is too slow to catch the phase.
+        with sqlite3.connect(f"file:{daemon.index_file}?mode=ro", uri=True) as conn:
+            row = conn.execute(
+                "SELECT state, progress FROM jobs WHERE id = ?", (submitted["id"],)
+            ).fetchone()
         # Copy 1 of 2 being written: a whole copy is still to come when the kill lands.
-        return job["state"] == "running" and "copy 1/2: writing" in job["progress"]["phase"]
+        return row[0] == "running" and "copy 1/2: writing" in json.loads(row[1])["phase"]
 
     assert wait_until(writing, timeout=60, interval=0.02)
     daemon.kill9()
