@@ -12,6 +12,7 @@ from pynetdicom.presentation import PresentationContext, build_context
 
 from appliance.config import KioskConfig
 from appliance.dicom.handlers import StorageHandlers
+from appliance.dicom.services import ScpService
 from appliance.dicom.sop_classes import VERIFICATION, register_storage_classes, storage_sop_classes
 from appliance.dicom.streaming import StreamingAssociationServer
 from appliance.dicom.syntaxes import EXPLICIT_VR_BE, EXPLICIT_VR_LE, IMPLICIT_VR_LE, preference
@@ -70,14 +71,22 @@ def configure_ae(config: KioskConfig) -> AE:
 class DicomServer:
     """Owns the listening socket and the SCP handlers."""
 
-    def __init__(self, config: KioskConfig, store: InstanceStore) -> None:
+    def __init__(
+        self,
+        config: KioskConfig,
+        store: InstanceStore,
+        services: list[ScpService] | None = None,
+    ) -> None:
         register_storage_classes()
+        self.services = list(services or [])
         self.config = config
         self.handlers = StorageHandlers(store, config.local_ae_titles)
         self.ae = configure_ae(config)
         self.ae.require_called_aet = True
         self.ae.require_calling_aet = list(config.dicom.allowed_calling_ae_titles)
         self.contexts = scp_contexts(preference(config.dicom.transfer_syntax_preference))
+        for service in self.services:
+            self.contexts += service.contexts
         self._server: StreamingAssociationServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -99,6 +108,8 @@ class DicomServer:
             (evt.EVT_RELEASED, h.on_association_end),
             (evt.EVT_ABORTED, h.on_association_end),
         ]
+        for service in self.services:
+            handlers += service.handlers
         address = (self.config.dicom.bind, self.config.dicom.port)
         self._server = StreamingAssociationServer(
             self.ae,
