@@ -15,6 +15,7 @@ import logging
 import os
 import secrets
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -71,6 +72,16 @@ def installation_secret(var: Path) -> bytes:
         return key
     except FileExistsError:  # pragma: no cover - a concurrent first use
         return path.read_bytes()
+
+
+class _Timings:
+    """Seconds spent per phase, kept in the job result (benchmarks and operators read them)."""
+
+    def __init__(self, result: dict[str, Any]) -> None:
+        self.table: dict[str, float] = result.setdefault("timings", {})
+
+    def add(self, phase: str, started: float) -> None:
+        self.table[phase] = round(self.table.get(phase, 0.0) + time.monotonic() - started, 4)
 
 
 def _round_up(size: int) -> int:
@@ -208,6 +219,8 @@ class BurnHandler:
             ctx.progress(f"{phase}: building file set", done_files=done, total_files=total)
             ctx.check_cancelled()
 
+        timings = _Timings(result)
+        started = time.monotonic()
         fileset = build_fileset(
             sources,
             root,
@@ -223,7 +236,9 @@ class BurnHandler:
             result.setdefault("skipped", []).extend(
                 f"disc {number}: {s.source}: {s.reason}" for s in fileset.skipped
             )
+        timings.add("fileset", started)
         ctx.check_cancelled()
+        started = time.monotonic()
         pdi_manifest = write_pdi_content(
             root,
             PdiOptions(
@@ -234,6 +249,7 @@ class BurnHandler:
             ),
             profile_name=options.media_profile,
         )
+        timings.add("pdi", started)
         manifest = fileset.manifest
         for entry in pdi_manifest.entries:
             manifest.add(entry)
@@ -246,6 +262,7 @@ class BurnHandler:
         def iso_progress(done: int, total: int) -> None:
             ctx.progress(f"{phase}: building image", done_bytes=done, total_bytes=total)
 
+        started = time.monotonic()
         image = build_iso(
             root,
             work / "disc.iso",
@@ -253,6 +270,7 @@ class BurnHandler:
             joliet=options.web,
             progress=iso_progress,
         )
+        timings.add("iso", started)
         label = write_label(
             self.label_dir / f"JOB{job.id}_D{number}.txt",
             DiscLabel.from_fileset(
@@ -297,7 +315,11 @@ class BurnHandler:
         def write_progress(done: int, total: int) -> None:
             ctx.progress(f"{label}: writing", done_bytes=done, total_bytes=total)
 
+        timings = _Timings(result)
+        started = time.monotonic()
         self.drive.write(image.path, write_progress)
+        timings.add("write", started)
+        started = time.monotonic()
         if options.verify:
 
             def verify_progress(done: int, total: int) -> None:
@@ -312,6 +334,7 @@ class BurnHandler:
             )
             if not report.ok:
                 raise JobError(f"verification of {label} failed: {report.summary()}")
+        timings.add("verify", started)
         self.drive.eject()
         record["copies_done"] = copy
         result.pop("writing", None)
