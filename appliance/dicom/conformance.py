@@ -228,7 +228,35 @@ def configuration_table() -> str:
     return _table(("Key", "Default", "Meaning"), rows)
 
 
+def media_profiles_table() -> str:
+    """Application profiles the file-set creator writes, with the transfer syntaxes each allows."""
+    from appliance.dicom.syntaxes import supported_syntaxes
+    from appliance.media.profiles import PROFILES
+
+    names = supported_syntaxes()
+    rows = []
+    for profile in PROFILES.values():
+        syntaxes = ", ".join(
+            names[uid].name if uid in names else uid for uid in sorted(profile.transfer_syntaxes)
+        )
+        rows.append((f"`{profile.name}`", profile.media, profile.source, syntaxes))
+    return _table(("Profile", "Medium", "Defined in", "Transfer syntaxes written"), rows)
+
+
+def dicomdir_record_types_table() -> str:
+    """DICOMDIR leaf record type per SOP class (others: PRIVATE for private classes)."""
+    from appliance.media.dicomdir import RECORD_TYPES
+
+    by_type: dict[str, list[str]] = {}
+    for uid, record_type in RECORD_TYPES.items():
+        by_type.setdefault(record_type, []).append(uid)
+    rows = [(f"`{kind}`", str(len(uids))) for kind, uids in sorted(by_type.items())]
+    return _table(("Directory record type", "SOP classes"), rows)
+
+
 BLOCKS: dict[str, Callable[[], str]] = {
+    "media-profiles": media_profiles_table,
+    "dicomdir-record-types": dicomdir_record_types_table,
     "implementation-identifiers": implementation_identifiers_table,
     "association-defaults": association_defaults_table,
     "storage-sop-classes": storage_sop_classes_table,
