@@ -232,6 +232,10 @@ class PublishingConfig(_Section):
     default_profile: str = "cd"
     """Profile used when a job names none."""
 
+    volume_label: str = Field(default="DICOM", pattern=r"^[A-Z0-9_]{1,16}$")
+    """Start of every disc's ISO 9660 volume label (the job and disc numbers follow); A-Z 0-9 _
+    only, and never patient data."""
+
     max_attempts: int = Field(default=3, ge=1, le=10)
     """Attempts per burn job before it fails (drive errors are retried with back-off)."""
 

@@ -266,7 +266,7 @@ class BurnHandler:
         image = build_iso(
             root,
             work / "disc.iso",
-            volume_label=f"DICOM_J{job.id}_D{number}",
+            volume_label=f"{self.config.publishing.volume_label}_J{job.id}_D{number}"[:32],
             joliet=options.web,
             progress=iso_progress,
         )
