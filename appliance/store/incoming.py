@@ -15,12 +15,27 @@ import shutil
 import struct
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
 
 from appliance.errors import StoreError, StoreFullError
 from appliance.identity import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 
 PARTIAL_SUFFIX = ".part"
+COMPLETE_XATTR = "user.kiosk.complete"
+"""Extended attribute set on a temp file once it holds the whole instance, made durable by the
+same fsync as the data. It lets the store skip a second fsync (of the directory after the
+rename): a complete temp file that a power cut left in `.incoming` is adopted at start."""
+
+
+def is_marked_complete(path: Path) -> bool:
+    """True if the temp file carries the completeness mark."""
+    try:
+        return os.getxattr(path, COMPLETE_XATTR) == b"1"
+    except OSError:
+        return False
+
+
 _WRITEBACK_EVERY = 128 * 1024  # bytes after which we ask the kernel to start writing back
 
 
@@ -107,6 +122,11 @@ class IncomingFile:
         self.error: StoreError | None = None
         self._since_check = 0
         self._written_back = 0
+        self.marked = False
+        """True once finish() made the completeness mark durable with the data."""
+        self.dir_synced: Future[None] | None = None
+        """Set by the store: the fsync of the temp directory that makes this file's name
+        durable, started as soon as the file exists (off the critical path)."""
         self._fd: int | None = None
         if not self._has_room(len(header)):
             self.error = StoreFullError("the free-space reserve of the store is reached")
@@ -180,7 +200,15 @@ class IncomingFile:
         if self._fd is None:
             raise StoreError("the received instance file is already closed")
         try:
-            os.fdatasync(self._fd)  # data and size; mtime etc. need no flush
+            try:
+                os.setxattr(self._fd, COMPLETE_XATTR, b"1")
+                self.marked = True
+            except OSError:
+                self.marked = False  # filesystem without user xattrs: the store syncs the dir
+            if self.marked:
+                os.fsync(self._fd)  # data, size and the mark in one journal commit
+            else:
+                os.fdatasync(self._fd)  # data and size; mtime etc. need no flush
         except OSError as exc:
             self._fail(exc)
             raise self.error from exc  # type: ignore[misc]

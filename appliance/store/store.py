@@ -19,7 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from appliance.errors import StoreError
-from appliance.store.incoming import PARTIAL_SUFFIX, IncomingFile, encode_file_meta
+from appliance.store.incoming import (
+    PARTIAL_SUFFIX,
+    IncomingFile,
+    encode_file_meta,
+    is_marked_complete,
+)
 from appliance.store.index import StoreIndex
 from appliance.store.layout import (
     INCOMING_DIR,
@@ -98,7 +103,10 @@ class InstanceStore:
     ) -> IncomingFile:
         """Start a temp file for an instance announced by a C-STORE request."""
         header = encode_file_meta(sop_class_uid, sop_instance_uid, transfer_syntax_uid, source_ae)
-        return IncomingFile(self.incoming_dir, header, self.reserve_bytes)
+        incoming = IncomingFile(self.incoming_dir, header, self.reserve_bytes)
+        if incoming.error is None:
+            incoming.dir_synced = self._syncer.submit(_fsync_dir, self.incoming_dir)
+        return incoming
 
     def commit(
         self,
@@ -122,6 +130,8 @@ class InstanceStore:
                 record = read_record(incoming.path)
             finally:
                 temp_path = synced.result()
+                if incoming.dir_synced is not None:
+                    incoming.dir_synced.result()
             if record.sop_class_uid != expected_sop_class_uid:
                 raise DatasetMismatchError(
                     "the data set's SOP Class UID differs from the presentation context"
@@ -137,7 +147,10 @@ class InstanceStore:
         except BaseException:
             incoming.discard()
             raise
-        _fsync_dir(final.parent)
+        if not incoming.marked:
+            # Without the completeness mark a lost rename would lose the instance: make the
+            # rename itself durable before we answer.
+            _fsync_dir(final.parent)
         try:
             replaced_path = self.index.upsert_instance(
                 record,
@@ -182,10 +195,15 @@ class InstanceStore:
         commit); unparsable ones are moved to quarantine, never deleted. Records whose file is
         gone are dropped.
         """
-        temp_removed = 0
-        for partial in self.incoming_dir.iterdir():
-            partial.unlink(missing_ok=True)
-            temp_removed += 1
+        temp_removed = completed = 0
+        partials = sorted(self.incoming_dir.iterdir(), key=lambda p: p.stat().st_mtime)
+        for partial in partials:
+            outcome = self._complete_partial(partial) if is_marked_complete(partial) else None
+            if outcome == "refreshed":
+                completed += 1  # moved files not yet indexed are counted by the scan below
+            elif outcome is None:
+                partial.unlink(missing_ok=True)
+                temp_removed += 1
         on_disk = self._scan_files()
         indexed = self.index.indexed_paths()
         missing = sorted(indexed - on_disk)
@@ -195,7 +213,7 @@ class InstanceStore:
             outcome = self._adopt(relpath)
             adopted += outcome == "adopted"
             quarantined += outcome == "quarantined"
-        report = RecoveryReport(temp_removed, adopted, dropped, quarantined)
+        report = RecoveryReport(temp_removed, adopted + completed, dropped, quarantined)
         if report.changed:
             self.index.add_event(
                 "store_repaired",
@@ -203,6 +221,36 @@ class InstanceStore:
                 f"quarantined={quarantined}",
             )
         return report
+
+    def _complete_partial(self, partial: Path) -> str | None:
+        """Move a complete, durable temp file (its rename was lost) to its place in the store.
+
+        Files are moved oldest first, so the newest copy of an instance ends up in place; the
+        index is made to match afterwards like for any file it does not know.
+        """
+        try:
+            record = read_record(partial)
+            final = self.root / instance_relpath(
+                record.study_uid, record.series_uid, record.sop_instance_uid
+            )
+        except StoreError:
+            return None
+        self._ensure_dir(final.parent)
+        os.replace(partial, final)
+        _fsync_dir(final.parent)
+        indexed = self.index.find_instance(record.sop_instance_uid)
+        if indexed is not None and indexed.path == str(final.relative_to(self.root)):
+            # Same path already indexed: refresh the row for the newer bytes.
+            self.index.upsert_instance(
+                record,
+                path=indexed.path,
+                size=final.stat().st_size,
+                calling_ae="",
+                called_ae="",
+                received_at=final.stat().st_mtime,
+            )
+            return "refreshed"
+        return "moved"
 
     def _scan_files(self) -> set[str]:
         found: set[str] = set()
