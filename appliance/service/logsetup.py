@@ -42,6 +42,12 @@ def setup_logging(level: str = "INFO", network_debug: bool = False) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("pynetdicom").setLevel(logging.DEBUG if network_debug else logging.WARNING)
+    # pynetdicom's standard handlers format every PDU and DIMSE message for its debug log
+    # whether or not it is enabled (a large share of the per-instance CPU time); bind them only
+    # when that log is wanted.
+    from pynetdicom import _config as pynetdicom_config
+
+    pynetdicom_config.LOG_HANDLER_LEVEL = "standard" if network_debug else "none"
     # pydicom's messages may quote element values (names, dates): keep only its errors.
     logging.getLogger("pydicom").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", module=r"pydicom(\..*)?")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 from pydicom import dcmread
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filereader import _read_file_meta_info, data_element_generator, read_preamble
@@ -146,49 +149,119 @@ def read_record(path: Path) -> InstanceRecord:
     ds = Dataset(elements)
     ds.file_meta = FileMetaDataset(meta)
     ds.set_original_encoding(syntax.is_implicit_VR, syntax.is_little_endian, None)
-    return record_from_dataset(ds)
+    values = _RawValues(elements, ds)
+    return _build_record(values.text, values.integer, str(syntax))
 
 
 def record_from_dataset(ds: Dataset) -> InstanceRecord:
     """Extract the indexed attributes of a parsed dataset (with file meta)."""
+    meta = getattr(ds, "file_meta", None)
+    transfer_syntax = str(meta.TransferSyntaxUID) if meta is not None else ""
+    return _build_record(lambda k: _text(ds, k), lambda k: _int(ds, k), transfer_syntax)
+
+
+# Character sets whose bytes Python decodes directly; others go through pydicom's converter
+# (escape sequences, multi-byte sets).
+_DIRECT_CHARSETS = {
+    "": "ascii",
+    "ISO_IR 6": "ascii",
+    "ISO_IR 100": "latin-1",
+    "ISO_IR 192": "utf-8",
+}
+_PADDING = b" \x00"
+
+
+@cache
+def _tag(keyword: str) -> int:
+    tag = tag_for_keyword(keyword)
+    if tag is None:  # pragma: no cover - keywords below are all in the dictionary
+        raise KeyError(keyword)
+    return int(tag)
+
+
+class _RawValues:
+    """Indexed attribute values read straight from raw elements (the fast path).
+
+    Converting each attribute through pydicom's Dataset costs more than the rest of a receive;
+    these values are plain text, so they are decoded here, with pydicom as the fallback for
+    anything unusual (sequences, other character sets, undecodable bytes).
+    """
+
+    def __init__(self, elements: dict[BaseTag, DataElement | RawDataElement], ds: Dataset) -> None:
+        self._elements = {int(tag): elem for tag, elem in elements.items()}
+        self._ds = ds
+        charset = self._raw(_tag("SpecificCharacterSet"))
+        name = charset.decode("ascii", "replace").strip() if charset is not None else ""
+        self._codec = _DIRECT_CHARSETS.get(name)
+
+    def _raw(self, tag: int) -> bytes | None:
+        elem = self._elements.get(tag)
+        if isinstance(elem, RawDataElement) and isinstance(elem.value, bytes):
+            return elem.value.rstrip(_PADDING)
+        return None
+
+    def text(self, keyword: str) -> str | None:
+        tag = _tag(keyword)
+        if tag not in self._elements:
+            return None
+        raw = self._raw(tag)
+        if raw is None or self._codec is None:
+            return _text(self._ds, keyword)
+        try:
+            value = raw.decode(self._codec).strip()
+        except UnicodeDecodeError:
+            return _text(self._ds, keyword)
+        return value or None
+
+    def integer(self, keyword: str) -> int | None:
+        text = self.text(keyword)
+        if text is None:
+            return None
+        try:
+            return int(float(text.split("\\")[0]))
+        except ValueError:
+            return None
+
+
+def _build_record(
+    text: Callable[[str], str | None], integer: Callable[[str], int | None], syntax: str
+) -> InstanceRecord:
     try:
-        sop_class = validate_uid(ds.get("SOPClassUID"), "SOP Class UID")
-        sop_instance = validate_uid(ds.get("SOPInstanceUID"), "SOP Instance UID")
-        study = validate_uid(ds.get("StudyInstanceUID"), "Study Instance UID")
-        series = validate_uid(ds.get("SeriesInstanceUID"), "Series Instance UID")
+        sop_class = validate_uid(text("SOPClassUID"), "SOP Class UID")
+        sop_instance = validate_uid(text("SOPInstanceUID"), "SOP Instance UID")
+        study = validate_uid(text("StudyInstanceUID"), "Study Instance UID")
+        series = validate_uid(text("SeriesInstanceUID"), "Series Instance UID")
     except StoreError as exc:
         raise DatasetMismatchError(str(exc)) from None
     except Exception:
         raise DatasetMismatchError("a required UID cannot be read") from None
-    meta = getattr(ds, "file_meta", None)
-    transfer_syntax = str(meta.TransferSyntaxUID) if meta is not None else ""
     return InstanceRecord(
         sop_class_uid=sop_class,
         sop_instance_uid=sop_instance,
         study_uid=study,
         series_uid=series,
-        transfer_syntax_uid=transfer_syntax,
-        specific_character_set=_text(ds, "SpecificCharacterSet"),
-        patient_id=_text(ds, "PatientID"),
-        issuer_of_patient_id=_text(ds, "IssuerOfPatientID"),
-        patient_name=_text(ds, "PatientName"),
-        patient_birth_date=_text(ds, "PatientBirthDate"),
-        patient_sex=_text(ds, "PatientSex"),
-        study_date=_text(ds, "StudyDate"),
-        study_time=_text(ds, "StudyTime"),
-        accession_number=_text(ds, "AccessionNumber"),
-        study_description=_text(ds, "StudyDescription"),
-        study_id=_text(ds, "StudyID"),
-        referring_physician=_text(ds, "ReferringPhysicianName"),
-        modality=_text(ds, "Modality"),
-        series_number=_int(ds, "SeriesNumber"),
-        series_description=_text(ds, "SeriesDescription"),
-        protocol_name=_text(ds, "ProtocolName"),
-        series_date=_text(ds, "SeriesDate"),
-        series_time=_text(ds, "SeriesTime"),
-        body_part_examined=_text(ds, "BodyPartExamined"),
-        instance_number=_int(ds, "InstanceNumber"),
-        content_date=_text(ds, "ContentDate"),
-        content_time=_text(ds, "ContentTime"),
-        number_of_frames=_int(ds, "NumberOfFrames"),
+        transfer_syntax_uid=syntax,
+        specific_character_set=text("SpecificCharacterSet"),
+        patient_id=text("PatientID"),
+        issuer_of_patient_id=text("IssuerOfPatientID"),
+        patient_name=text("PatientName"),
+        patient_birth_date=text("PatientBirthDate"),
+        patient_sex=text("PatientSex"),
+        study_date=text("StudyDate"),
+        study_time=text("StudyTime"),
+        accession_number=text("AccessionNumber"),
+        study_description=text("StudyDescription"),
+        study_id=text("StudyID"),
+        referring_physician=text("ReferringPhysicianName"),
+        modality=text("Modality"),
+        series_number=integer("SeriesNumber"),
+        series_description=text("SeriesDescription"),
+        protocol_name=text("ProtocolName"),
+        series_date=text("SeriesDate"),
+        series_time=text("SeriesTime"),
+        body_part_examined=text("BodyPartExamined"),
+        instance_number=integer("InstanceNumber"),
+        content_date=text("ContentDate"),
+        content_time=text("ContentTime"),
+        number_of_frames=integer("NumberOfFrames"),
     )
