@@ -15,7 +15,6 @@ import shutil
 import struct
 import uuid
 from collections.abc import Callable
-from concurrent.futures import Future
 from pathlib import Path
 
 from appliance.errors import StoreError, StoreFullError
@@ -114,27 +113,26 @@ class IncomingFile:
         incoming_dir: Path,
         header: bytes,
         reserve_bytes: int,
+        path: Path | None = None,
     ) -> None:
+        """Open `path` (an empty file whose name is already durable, from the store's pool)
+        or a new file in `incoming_dir`, and write the preamble and File Meta."""
         self._reserve = reserve_bytes
         self._dir = incoming_dir
-        self.path = incoming_dir / f"{uuid.uuid4().hex}{PARTIAL_SUFFIX}"
+        self.path = path or incoming_dir / f"{uuid.uuid4().hex}{PARTIAL_SUFFIX}"
         self.size = 0
         self.error: StoreError | None = None
         self._since_check = 0
         self._written_back = 0
         self.marked = False
         """True once finish() made the completeness mark durable with the data."""
-        self.dir_synced: Future[None] | None = None
-        """Set by the store: the fsync of the temp directory that makes this file's name
-        durable, started as soon as the file exists (off the critical path)."""
         self._fd: int | None = None
         if not self._has_room(len(header)):
             self.error = StoreFullError("the free-space reserve of the store is reached")
             return
         try:
-            self._fd = os.open(
-                self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640
-            )
+            flags = os.O_WRONLY | os.O_CLOEXEC | (os.O_CREAT | os.O_EXCL if path is None else 0)
+            self._fd = os.open(self.path, flags, 0o640)
         except OSError as exc:
             self._fail(exc)
             return

@@ -14,6 +14,9 @@ _UID_RE = re.compile(r"^[0-9]+(?:\.[0-9]+)*$")
 INCOMING_DIR = ".incoming"
 """Sub-directory of the store root holding partial files being received (same filesystem)."""
 
+SPARE_DIR = ".spare"
+"""Sub-directory of the store root holding empty pre-created files (see temp_pool)."""
+
 INSTANCE_SUFFIX = ".dcm"
 
 

@@ -14,6 +14,7 @@ import os
 import shutil
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -29,6 +30,7 @@ from appliance.store.index import StoreIndex
 from appliance.store.layout import (
     INCOMING_DIR,
     INSTANCE_SUFFIX,
+    SPARE_DIR,
     instance_relpath,
     resolve_inside,
 )
@@ -38,6 +40,7 @@ from appliance.store.records import (
     UndecodableDatasetError,
     read_record,
 )
+from appliance.store.temp_pool import TempFilePool, fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -74,14 +77,6 @@ class RecoveryReport:
         )
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class InstanceStore:
     """Received instances on disk under `root`, indexed in `index`."""
 
@@ -95,6 +90,13 @@ class InstanceStore:
         self._dir_lock = threading.Lock()
         self._syncer = ThreadPoolExecutor(max_workers=16, thread_name_prefix="fsync")
         self._known_dirs: set[Path] = set()
+        self.spare_dir = root / SPARE_DIR
+        self._temp_pool = TempFilePool(self.spare_dir)
+
+    def close(self) -> None:
+        """Release resources: unused pre-created temp files, the sync threads."""
+        self._temp_pool.discard_ready()
+        self._syncer.shutdown(wait=True)
 
     # -- receiving ---------------------------------------------------------------------------
 
@@ -103,10 +105,15 @@ class InstanceStore:
     ) -> IncomingFile:
         """Start a temp file for an instance announced by a C-STORE request."""
         header = encode_file_meta(sop_class_uid, sop_instance_uid, transfer_syntax_uid, source_ae)
-        incoming = IncomingFile(self.incoming_dir, header, self.reserve_bytes)
-        if incoming.error is None:
-            incoming.dir_synced = self._syncer.submit(_fsync_dir, self.incoming_dir)
-        return incoming
+        if not self._has_room(len(header)):
+            # Refuse before taking a pooled file (the pool itself needs no room to refuse).
+            return IncomingFile(self.incoming_dir, header, self.reserve_bytes)
+        partial = self.incoming_dir / f"{uuid.uuid4().hex}{PARTIAL_SUFFIX}"
+        os.rename(self._temp_pool.take(), partial)
+        return IncomingFile(self.incoming_dir, header, self.reserve_bytes, path=partial)
+
+    def _has_room(self, upcoming: int) -> bool:
+        return shutil.disk_usage(self.incoming_dir).free - upcoming >= self.reserve_bytes
 
     def commit(
         self,
@@ -130,8 +137,6 @@ class InstanceStore:
                 record = read_record(incoming.path)
             finally:
                 temp_path = synced.result()
-                if incoming.dir_synced is not None:
-                    incoming.dir_synced.result()
             if record.sop_class_uid != expected_sop_class_uid:
                 raise DatasetMismatchError(
                     "the data set's SOP Class UID differs from the presentation context"
@@ -150,7 +155,7 @@ class InstanceStore:
         if not incoming.marked:
             # Without the completeness mark a lost rename would lose the instance: make the
             # rename itself durable before we answer.
-            _fsync_dir(final.parent)
+            fsync_dir(final.parent)
         try:
             replaced_path = self.index.upsert_instance(
                 record,
@@ -178,8 +183,8 @@ class InstanceStore:
             directory.mkdir(parents=True, exist_ok=True)
             if created:
                 # Make the new directory entries themselves durable.
-                _fsync_dir(directory.parent)
-                _fsync_dir(directory.parent.parent)
+                fsync_dir(directory.parent)
+                fsync_dir(directory.parent.parent)
             self._known_dirs.add(directory)
 
     def _remove_file(self, relpath: str) -> None:
@@ -196,14 +201,19 @@ class InstanceStore:
         gone are dropped.
         """
         temp_removed = completed = 0
-        partials = sorted(self.incoming_dir.iterdir(), key=lambda p: p.stat().st_mtime)
+        self._temp_pool.discard_ready()
+        partials = sorted(
+            [*self.incoming_dir.iterdir(), *self.spare_dir.iterdir()],
+            key=lambda p: p.stat().st_mtime,
+        )
         for partial in partials:
             outcome = self._complete_partial(partial) if is_marked_complete(partial) else None
             if outcome == "refreshed":
                 completed += 1  # moved files not yet indexed are counted by the scan below
             elif outcome is None:
+                # Empty files are spares of the temp-file pool, not lost receptions.
+                temp_removed += partial.stat().st_size > 0
                 partial.unlink(missing_ok=True)
-                temp_removed += 1
         on_disk = self._scan_files()
         indexed = self.index.indexed_paths()
         missing = sorted(indexed - on_disk)
@@ -237,7 +247,7 @@ class InstanceStore:
             return None
         self._ensure_dir(final.parent)
         os.replace(partial, final)
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
         indexed = self.index.find_instance(record.sop_instance_uid)
         if indexed is not None and indexed.path == str(final.relative_to(self.root)):
             # Same path already indexed: refresh the row for the newer bytes.
@@ -255,8 +265,8 @@ class InstanceStore:
     def _scan_files(self) -> set[str]:
         found: set[str] = set()
         for dirpath, dirnames, filenames in os.walk(self.root):
-            if Path(dirpath) == self.root and INCOMING_DIR in dirnames:
-                dirnames.remove(INCOMING_DIR)
+            if Path(dirpath) == self.root:
+                dirnames[:] = [d for d in dirnames if d not in (INCOMING_DIR, SPARE_DIR)]
             rel_dir = PurePosixPath(Path(dirpath).relative_to(self.root))
             for name in filenames:
                 if name.endswith(PARTIAL_SUFFIX):

@@ -34,8 +34,10 @@ def incoming_files(daemon: KioskdProcess) -> list[Path]:
 
 
 def store_files(daemon: KioskdProcess) -> list[Path]:
-    """Every regular file anywhere under the store directory (instances and partial files)."""
-    return sorted(p for p in daemon.store_dir.rglob("*") if p.is_file())
+    """Every regular file under the store directory: instances and partial files. The empty
+    spares the store pre-creates in `store/.spare` (never written to) are not data."""
+    spare = daemon.store_dir / ".spare"
+    return sorted(p for p in daemon.store_dir.rglob("*") if p.is_file() and spare not in p.parents)
 
 
 def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.05) -> bool:

@@ -292,6 +292,12 @@ def build_parser() -> argparse.ArgumentParser:
     retry.add_argument("id", type=int)
     _add_wait(retry)
     retry.set_defaults(func=cmd_retry)
+    from appliance.apps.kioskctl.network_commands import register as register_network
+
+    register_network(sub)
+    from appliance.apps.kioskctl.print_commands import register as register_print
+
+    register_print(sub)
     return parser
 
 

@@ -10,13 +10,17 @@ import time
 from types import FrameType
 
 from appliance import __version__
+from appliance.apps.kioskd.network import NetworkWork
 from appliance.config import KioskConfig
+from appliance.dicom.qr_scp import qr_service
 from appliance.dicom.server import DicomServer
 from appliance.jobs import JobStore
 from appliance.jobs.autoburn import AutoBurner
 from appliance.jobs.burn import BurnHandler, burn_recovery
 from appliance.jobs.burn_request import BURN
 from appliance.jobs.drives_wiring import build_drives
+from appliance.jobs.print_job import build_print_runners, print_recovery
+from appliance.jobs.print_request import PRINT
 from appliance.jobs.runner import JobRunner
 from appliance.service.runstate import clear_runstate, write_runstate
 from appliance.service.sdnotify import Notifier, watchdog_interval
@@ -43,7 +47,11 @@ class Daemon:
         self.store = InstanceStore(
             paths.store_dir, self.index, config.store.free_space_reserve_mb * 1024 * 1024
         )
-        self.server = DicomServer(config, self.store)
+        # Retrieve/send runners per node, commitment reports on the listener, retention.
+        self.network = NetworkWork(config, self.index)
+        # Q/R SCP: C-FIND and C-MOVE over the index, sub-operations through the Storage SCU.
+        services = [*self.network.services, qr_service(config)]
+        self.server = DicomServer(config, self.store, services=services)
         self.jobs = JobStore(paths.index_file)
         self.runners = [
             JobRunner(
@@ -51,6 +59,9 @@ class Daemon:
             )
             for name, drive in build_drives(config).items()
         ]
+        # One queue per printer; a print never waits for a burn or a reception.
+        self.runners += build_print_runners(config)
+        self.runners += self.network.runners
         self.quiet = StudyQuietMonitor(
             self.index,
             config.store.study_quiet_seconds,
@@ -74,7 +85,8 @@ class Daemon:
                 report.records_dropped,
                 report.files_quarantined,
             )
-        for job_id, outcome in self.jobs.recover({BURN: burn_recovery(self.config)}):
+        policies = {BURN: burn_recovery(self.config), PRINT: print_recovery(self.config)}
+        for job_id, outcome in self.jobs.recover(policies):
             log.warning("job %d was running when kioskd stopped: %s", job_id, outcome)
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
@@ -82,6 +94,7 @@ class Daemon:
         self.quiet.start()
         for runner in self.runners:
             runner.start()
+        self.network.start()
         self.notifier.ready(f"listening on port {self.server.port}")
         log.info("kioskd %s ready (pid %d)", __version__, os.getpid())
         watchdog = watchdog_interval()
@@ -114,7 +127,9 @@ class Daemon:
         for runner in self.runners:
             # A burn in progress stays `running` in the job store and is recovered at start.
             runner.stop(timeout=5)
+        self.network.stop()
         clear_runstate(self.config.paths.run_dir)
+        self.store.close()
         self.index.close()
         self.jobs.close()
         log.info("stopped")
