@@ -9,13 +9,16 @@ from __future__ import annotations
 import shutil
 import sqlite3
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from appliance.config import KioskConfig
+from appliance.config import KioskConfig, NodeConfig
 from appliance.errors import KioskError
 from appliance.jobs import JobStore
 from appliance.jobs.burn_request import BURN, BurnRequest, resolve_options
+from appliance.jobs.print_request import PrintRequest
 from appliance.jobs.runner import final_state
+from appliance.jobs.send_request import SEND, SendRequest
 from appliance.service.runstate import read_runstate
 from appliance.store.index import connect
 
@@ -135,6 +138,12 @@ class Control:
         finally:
             store.close()
 
+    def deposit_password(self, password: str) -> str:
+        """Hand a disc password to the running daemon (memory only); returns the job's handle."""
+        from appliance.jobs.secrets import SOCKET_NAME, deposit_passwords
+
+        return deposit_passwords(self.config.paths.run_dir / SOCKET_NAME, [password])
+
     def submit_burn(self, request: BurnRequest) -> dict[str, Any]:
         """Queue a disc job (options checked against the config now, not when it runs)."""
         options = resolve_options(self.config, request)
@@ -175,3 +184,113 @@ class Control:
             raise UnknownNodeError(f"unknown node {node_name!r} (known: {known})")
         result = echo(self.config, node)
         return EchoOutcome(node_name, node.ae_title, result.status, result.seconds)
+
+    # -- printing --------------------------------------------------------------------------------
+
+    def submit_print(self, request: PrintRequest) -> dict[str, Any]:
+        """Queue a print job (printer, options, UIDs and film count checked now)."""
+        from appliance.jobs.print_control import submit_print
+
+        store = self._jobs()
+        try:
+            return submit_print(self.config, store, request)
+        finally:
+            store.close()
+
+    def preview_print(self, request: PrintRequest, out_dir: Path) -> dict[str, Any]:
+        """Write each film of a print request as a PNG into `out_dir`; nothing is printed."""
+        from appliance.jobs.print_control import preview_print
+
+        return preview_print(self.config, request, out_dir)
+
+    def printer_status(self, name: str) -> dict[str, Any]:
+        """A printer's own status (asked now, over the network) and its queue."""
+        from appliance.jobs.print_control import printer_status
+
+        store = self._jobs()
+        try:
+            return printer_status(self.config, store, name)
+        finally:
+            store.close()
+
+    # -- network: query, retrieve, send, locks ---------------------------------------------------
+
+    def _node(self, node_name: str) -> NodeConfig:
+        node = self.config.nodes.get(node_name)
+        if node is None:
+            known = ", ".join(sorted(self.config.nodes)) or "none configured"
+            raise UnknownNodeError(f"unknown node {node_name!r} (known: {known})")
+        return node
+
+    def find(
+        self,
+        node_name: str,
+        level: str,
+        keys: dict[str, str],
+        limit: int | None = None,
+    ) -> dict[str, Any]:
+        """Study Root C-FIND at study or series level on a registry node (runs here, now)."""
+        from appliance.dicom.qr_scu import find, match_values
+
+        if level == "STUDY":
+            result = find(self.config, self._node(node_name), "STUDY", keys, limit=limit)
+        elif level == "SERIES":
+            result = find(self.config, self._node(node_name), "SERIES", keys, limit=limit)
+        else:
+            raise KioskError(f"level must be STUDY or SERIES, not {level!r}")
+        return {
+            "node": node_name,
+            "level": level,
+            "status": result.status,
+            "truncated": result.truncated,
+            "matches": [match_values(m) for m in result.matches],
+        }
+
+    def submit_retrieve(
+        self, node_name: str, study_uid: str, series_uid: str | None = None
+    ) -> dict[str, Any]:
+        """Queue a retrieve (C-MOVE to ourselves) of a study or one of its series."""
+        from appliance.jobs.retrieve import RETRIEVE, RetrieveRequest
+
+        self._node(node_name)
+        request = RetrieveRequest(node_name, study_uid, series_uid)
+        store = self._jobs()
+        try:
+            job = store.submit(
+                RETRIEVE,
+                request.to_params(),
+                resource=node_name,
+                max_attempts=1 + self.config.retrieve.move_retries,
+            )
+            return job.summary()
+        finally:
+            store.close()
+
+    def submit_send(self, request: SendRequest) -> dict[str, Any]:
+        """Queue a send of local studies/series/instances to a node (optionally committed)."""
+        self._node(request.node)
+        store = self._jobs()
+        try:
+            job = store.submit(
+                SEND,
+                request.to_params(),
+                resource=request.node,
+                max_attempts=self.config.send.max_attempts,
+            )
+            return job.summary()
+        finally:
+            store.close()
+
+    def lock_study(self, study_uid: str, locked: bool = True) -> dict[str, Any]:
+        """Lock a local study against retention (or unlock it)."""
+        from appliance.store.locks import UnknownStudyError, set_locked
+
+        path = self.config.paths.index_file
+        if not path.exists():
+            raise UnknownStudyError("that study is not in the local store")
+        conn = connect(path)
+        try:
+            set_locked(conn, study_uid, locked)
+        finally:
+            conn.close()
+        return {"study_uid": study_uid, "locked": locked}

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -273,3 +275,83 @@ def test_kill9_mid_burn_recovers_without_duplicate_discs(  # type: ignore[no-unt
     # Every claimed copy is a complete, verified image; extra files are unclaimed partials.
     complete = [p for p in _images(daemon) if p.stat().st_size >= disc["image_size"]]
     assert len(complete) >= 2
+
+
+def test_encrypted_disc_from_the_command_line(make_kioskd, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """`kioskctl burn --encrypt --password-stdin`: the password travels over the daemon's
+    socket (never the job store); every DICOM file on the disc opens with `openssl cms` and
+    that password; the password appears in no file under var and in no log."""
+    password = "Correct-Horse-42"
+    daemon: KioskdProcess = make_kioskd()
+    study, files = _study(tmp_path, patient="Secret^Sam", pid="P-700", count=2)
+    assert storescu(daemon.port, files).returncode == 0
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "appliance.apps.kioskctl",
+            "--config",
+            str(daemon.config_file),
+            "--json",
+            "burn",
+            study,
+            "--encrypt",
+            "--password-stdin",
+            "--wait",
+            "--timeout",
+            "180",
+        ],
+        input=password + "\n",
+        capture_output=True,
+        text=True,
+        env=daemon.env(),
+        timeout=240,
+        check=False,
+    )
+    job = json.loads(result.stdout)
+    assert job["state"] == "succeeded", (job, result.stderr)
+    (image,) = _images(daemon)
+    root = extract_iso(image, tmp_path / "disc")
+    dicom_files = [root / "DICOMDIR", *(p for p in (root / "DICOM").rglob("*") if p.is_file())]
+    for secure in dicom_files:
+        opened = subprocess.run(
+            [
+                "openssl",
+                "cms",
+                "-decrypt",
+                "-binary",
+                "-inform",
+                "DER",
+                "-in",
+                str(secure),
+                "-pwri_password",
+                password,
+            ],
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        assert opened.returncode == 0, opened.stderr
+        assert b"DICM" in opened.stdout[:4096]
+    wrong = subprocess.run(
+        [
+            "openssl",
+            "cms",
+            "-decrypt",
+            "-binary",
+            "-inform",
+            "DER",
+            "-in",
+            str(dicom_files[0]),
+            "-pwri_password",
+            "wrong-password-1",
+        ],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert wrong.returncode != 0
+    assert password not in daemon.log()
+    for path in daemon.var.rglob("*"):
+        if path.is_file() and not path.name.endswith(".sock"):
+            assert password.encode() not in path.read_bytes(), path

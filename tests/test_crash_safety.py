@@ -30,27 +30,28 @@ from tests.peers.lifecycle import start_without_probe
 from tests.peers.sender import CT_IMAGE_STORAGE, EXPLICIT_VR_LE, LoopSender, sop_uid_of
 
 SEED = 20240119
-ROUNDS = 5
+ROUNDS = 7
 REPAIR_LINE = "store repaired at start"
 
 
 def _generate(directory: Path, count: int) -> list[Path]:
-    """`count` instances in 3 studies x 2 series; every 8th one is 256x256, the rest 64x64."""
+    """`count` instances in 3 studies x 2 series; every 4th one is 512x512 (a wide window for a
+    kill to land mid-reception), the rest 64x64."""
     directory.mkdir(parents=True, exist_ok=True)
     studies = [generate_uid() for _ in range(3)]
     series = {s: [generate_uid(), generate_uid()] for s in studies}
     files = []
     for i in range(count):
         study = studies[i % 3]
-        big = i % 8 == 0
+        big = i % 4 == 0
         files.append(
             make_instance(
                 directory,
                 study_uid=study,
                 series_uid=series[study][i % 2],
                 instance_number=i + 1,
-                rows=256 if big else 64,
-                columns=256 if big else 64,
+                rows=512 if big else 64,
+                columns=512 if big else 64,
                 patient_id=f"CRASH{i % 3}",
             )
         )

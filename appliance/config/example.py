@@ -49,6 +49,14 @@ EXAMPLE_VALUES: dict[str, Any] = {
     "auto_burn.called_ae": "BURN_CD",
     "auto_burn.calling_ae": "CT_SCANNER",
     "auto_burn.modality": "CT",
+    "printers.NAME.ae_title": "DRYVIEW",
+    "printers.NAME.host": "printer.example.org",
+    "printers.NAME.port": 5040,
+    "printers.NAME.max_density": 320,
+    "printers.NAME.min_density": 20,
+    "retrieve.destination_ae": "KIOSK_QR",
+    "retention.max_age_hours": 720,
+    "retention.high_watermark_percent": 90,
 }
 """Illustrative values for keys that have no default (required, or None meaning "derived")."""
 
@@ -169,7 +177,7 @@ def _section_lines(
     return lines
 
 
-_EXAMPLE_NAMES = {"drives": "burner", "profiles": "cd"}
+_EXAMPLE_NAMES = {"drives": "burner", "profiles": "cd", "printers": "film"}
 """Entry names of the commented-out examples of each collection (nodes use EXAMPLE_NODE_NAME)."""
 
 _COLLECTION_NOTES = {
@@ -177,6 +185,7 @@ _COLLECTION_NOTES = {
     "drives": "The packaged defaults define [drives.pseudo] (ISO images under <var>/discs).",
     "profiles": "The packaged defaults define [profiles.cd], [profiles.dvd] and [profiles.bd].",
     "auto_burn": "None by default.",
+    "printers": "None by default; `kioskctl print NAME ...` takes NAME.",
 }
 
 

@@ -266,6 +266,245 @@ class LoggingConfig(_Section):
     """Also log pynetdicom's protocol messages at DEBUG (UIDs and PDU summaries; no datasets)."""
 
 
+_DISPLAY_FORMAT_RE = re.compile(
+    r"^(STANDARD\\[1-9][0-9]*,[1-9][0-9]*|(ROW|COL)\\[1-9][0-9]*(,[1-9][0-9]*)*)$"
+)
+"""STANDARD\\C,R, ROW\\r1,r2,... or COL\\c1,c2,... (PS3.3 C.13.3, Image Display Format)."""
+
+
+def _check_display_format(value: str) -> str:
+    text = value.strip().upper()
+    if not _DISPLAY_FORMAT_RE.match(text):
+        raise ValueError(
+            f"{value!r} is not an image display format we can lay out "
+            "(STANDARD\\C,R, ROW\\r1,r2,... or COL\\c1,c2,...)"
+        )
+    return text
+
+
+DisplayFormat = Annotated[str, AfterValidator(_check_display_format)]
+"""An Image Display Format: STANDARD\\C,R (C columns, R rows), ROW\\... or COL\\..."""
+
+
+class PrinterConfig(_Section):
+    """A DICOM film or paper printer (a Basic Grayscale or Basic Color Print SCP)."""
+
+    ae_title: AETitle
+    """The printer's AE title (the Called AE Title of print associations)."""
+
+    host: str
+    """Host name or IP address of the printer (or its print server)."""
+
+    port: int = Field(ge=1, le=65535)
+    """TCP port of the printer."""
+
+    description: str = ""
+    """Free text shown to operators (where it stands, what it loads)."""
+
+    color: bool = False
+    """True: Basic Color Print Management (RGB image boxes); false: Basic Grayscale."""
+
+    film_sizes: list[str] = ["8INX10IN", "10INX12IN", "11INX14IN", "14INX14IN", "14INX17IN"]
+    """Film Size IDs the printer offers (e.g. 14INX17IN, 24CMX30CM, A4)."""
+
+    default_film_size: str = "14INX17IN"
+    """Film size of a job that names none; one of `film_sizes`."""
+
+    display_formats: list[DisplayFormat] = [
+        "STANDARD\\1,1",
+        "STANDARD\\1,2",
+        "STANDARD\\2,2",
+        "STANDARD\\2,3",
+        "STANDARD\\3,3",
+        "STANDARD\\3,4",
+        "STANDARD\\4,4",
+        "STANDARD\\4,5",
+    ]
+    """Image Display Formats the printer accepts: STANDARD\\C,R (C columns, R rows), ROW\\r1,r2,...
+    (rows of r1, r2 ... images) or COL\\c1,c2,... (columns of c1, c2 ... images)."""
+
+    default_display_format: DisplayFormat = "STANDARD\\1,1"
+    """Layout of a job that names none; one of `display_formats`."""
+
+    film_orientation: Literal["PORTRAIT", "LANDSCAPE"] = "PORTRAIT"
+    """Film orientation of a job that names none."""
+
+    medium_types: list[str] = ["BLUE FILM", "CLEAR FILM", "PAPER"]
+    """Medium Types the printer offers (e.g. BLUE FILM, CLEAR FILM, PAPER)."""
+
+    default_medium_type: str = ""
+    """Medium Type of a job that names none; empty: not sent (the printer's own default)."""
+
+    destinations: list[str] = ["MAGAZINE", "PROCESSOR"]
+    """Film Destinations the printer offers (e.g. MAGAZINE, PROCESSOR, BIN_1)."""
+
+    default_destination: str = ""
+    """Film Destination of a job that names none; empty: not sent (the printer's own default)."""
+
+    priority: Literal["HIGH", "MED", "LOW"] = "MED"
+    """Print Priority sent in the Film Session."""
+
+    max_density: int | None = Field(default=None, ge=0)
+    """Max Density in hundredths of optical density (e.g. 320); not set: the printer's own."""
+
+    min_density: int | None = Field(default=None, ge=0)
+    """Min Density in hundredths of optical density (e.g. 20); not set: the printer's own."""
+
+    magnification_type: str = ""
+    """Default Magnification Type (REPLICATE, BILINEAR, CUBIC, NONE); empty: not sent. Images
+    are already resized to their image box, so this only matters for the printer's last pixel."""
+
+    smoothing_type: str = ""
+    """Default Smoothing Type (printer-specific, used with CUBIC magnification); empty: not sent."""
+
+    border_density: str = ""
+    """Density between and around images: BLACK, WHITE or hundredths of OD; empty: not sent."""
+
+    empty_image_density: str = ""
+    """Density of image boxes left empty: BLACK, WHITE or hundredths of OD; empty: not sent."""
+
+    trim: Literal["", "YES", "NO"] = ""
+    """Print a trim box around each image (YES/NO); empty: not sent."""
+
+    configuration_information: str = ""
+    """Printer-specific Configuration Information sent with every film box; empty: not sent."""
+
+    pixel_matrix: dict[str, tuple[int, int]] = {}
+    """Printable pixels [columns, rows] of each film size in PORTRAIT, by Film Size ID (for
+    example key 14INX17IN, value [4096, 4976]); images are resized to their share of it.
+    Sizes not listed are computed from the film's dimensions at `dpi`."""
+
+    dpi: int = Field(default=150, ge=25, le=1200)
+    """Pixels per inch for film sizes without a `pixel_matrix` entry."""
+
+    bits: Literal[8, 12] = 8
+    """Grayscale depth sent to the printer: 8 or 12 bits per pixel (colour is always 8-bit RGB)."""
+
+    print_on: Literal["film_box", "film_session"] = "film_box"
+    """Print each film as soon as it is composed (N-ACTION on the Film Box), or all films of a
+    job at once (N-ACTION on the Film Session; collated, but only if the printer supports it)."""
+
+    max_films_per_job: int = Field(default=50, ge=1, le=1000)
+    """A job that would need more films is refused (guards against a mistyped layout)."""
+
+    max_attempts: int = Field(default=5, ge=1, le=20)
+    """Attempts per print job before it fails (lost connections and printer-side resource
+    failures are retried; refused requests are not)."""
+
+    retry_backoff_seconds: float = Field(default=30.0, ge=0)
+    """Wait before the second attempt; it doubles with every further attempt."""
+
+    @model_validator(mode="after")
+    def _check_defaults(self) -> PrinterConfig:
+        if self.default_film_size not in self.film_sizes:
+            raise ValueError(f"default_film_size {self.default_film_size!r} is not in film_sizes")
+        if self.default_display_format not in self.display_formats:
+            raise ValueError(
+                f"default_display_format {self.default_display_format!r} is not in display_formats"
+            )
+        if self.default_medium_type and self.default_medium_type not in self.medium_types:
+            raise ValueError(
+                f"default_medium_type {self.default_medium_type!r} is not in medium_types"
+            )
+        if self.default_destination and self.default_destination not in self.destinations:
+            raise ValueError(
+                f"default_destination {self.default_destination!r} is not in destinations"
+            )
+        for size, (columns, rows) in self.pixel_matrix.items():
+            if columns < 1 or rows < 1:
+                raise ValueError(f"pixel_matrix.{size}: columns and rows must be positive")
+        return self
+
+
+class RetrieveConfig(_Section):
+    """Query/Retrieve as SCU: C-FIND and C-MOVE against registry nodes (retrieve jobs)."""
+
+    max_find_matches: int = Field(default=500, ge=1, le=100_000)
+    """Matches kept per C-FIND; when the node has more, a C-CANCEL is sent and the answer is
+    marked incomplete."""
+
+    move_retries: int = Field(default=5, ge=0, le=20)
+    """Further attempts of a retrieve after 0xA701, 0xA702, 0xB000 or a lost association
+    (never after 0xA801, 0xA900 or 0xCxxx)."""
+
+    retry_delay_seconds: float = Field(default=10.0, ge=0)
+    """Wait before the first retry of a retrieve or send job; it doubles with every further
+    retry."""
+
+    destination_ae: AETitle | None = None
+    """Move Destination of retrieves (one of our AE titles, known to the node); default: our
+    main AE title."""
+
+
+class SendConfig(_Section):
+    """Sending instances to registry nodes (send jobs)."""
+
+    max_attempts: int = Field(default=3, ge=1, le=10)
+    """Attempts of a send job; a retry sends only what was not yet accepted."""
+
+
+class CommitmentConfig(_Section):
+    """Storage Commitment Push Model as SCU, requested after a send."""
+
+    timeout_hours: float = Field(default=24.0, gt=0)
+    """A transaction without an N-EVENT-REPORT after this long fails its send job; a report
+    arriving later is answered with 0x0213."""
+
+    same_association_wait_seconds: float = Field(default=5.0, ge=0)
+    """After the N-ACTION, keep its association open this long for a report sent on it."""
+
+
+class RetentionConfig(_Section):
+    """Automatic deletion of instances another node has committed to keep.
+
+    Only committed instances of unlocked studies are ever deleted; with neither policy set,
+    nothing is.
+    """
+
+    max_age_hours: float | None = Field(default=None, ge=0)
+    """Delete committed instances received longer ago than this (unset: no age limit)."""
+
+    high_watermark_percent: float | None = Field(default=None, ge=0, le=100)
+    """When the store's file system is fuller than this, delete committed instances, oldest
+    first, until it is at `low_watermark_percent` (unset: no disk watermark)."""
+
+    low_watermark_percent: float = Field(default=80.0, ge=0, le=100)
+    """Where deletion under disk pressure stops."""
+
+    check_interval_seconds: float = Field(default=300.0, gt=0)
+    """How often the policy is applied."""
+
+    @model_validator(mode="after")
+    def _check_watermarks(self) -> RetentionConfig:
+        high = self.high_watermark_percent
+        if high is not None and self.low_watermark_percent > high:
+            raise ValueError("low_watermark_percent must not exceed high_watermark_percent")
+        return self
+
+
+class SecurityConfig(_Section):
+    """Encrypted discs (STD-GEN-SEC-* media profiles, DICOM Secure Media): algorithms,
+    password rules and the certificates of recipients. Passwords never appear here: they come
+    with each job and stay in the daemon's memory."""
+
+    cipher: Literal["aes-256-cbc", "aes-192-cbc", "aes-128-cbc", "des-ede3-cbc"] = "aes-256-cbc"
+    """Content cipher of Secure DICOM Files (Triple-DES only for readers that lack AES)."""
+
+    pbkdf2_iterations: int = Field(default=600_000, ge=1_000, le=10_000_000)
+    """PBKDF2-HMAC-SHA256 rounds for password recipients, run once per disc (about 60 ms
+    here); readers that do not cache the derived key pay it for every file."""
+
+    password_min_length: int = Field(default=10, ge=1, le=128)
+    """Fewest characters of a disc password (printable ASCII only, as DICOM requires)."""
+
+    password_min_classes: int = Field(default=2, ge=1, le=4)
+    """Fewest kinds of character in a disc password: lower case, upper case, digits, other."""
+
+    recipients: dict[str, Path] = {}
+    """Recipient certificates by name (PEM files, RSA >= 2048 bits), e.g. one per destination
+    hospital; a job names them to let their private keys open the disc."""
+
+
 class KioskConfig(_Section):
     """The whole effective configuration."""
 
@@ -295,6 +534,24 @@ class KioskConfig(_Section):
 
     auto_burn: list[AutoBurnRule] = []
     """Rules that burn a study automatically when it completes."""
+
+    printers: dict[str, PrinterConfig] = {}
+    """DICOM film printers by name (none by default); one print queue per printer."""
+
+    retrieve: RetrieveConfig = RetrieveConfig()
+    """Query/Retrieve as SCU."""
+
+    send: SendConfig = SendConfig()
+    """Sending to registry nodes."""
+
+    commitment: CommitmentConfig = CommitmentConfig()
+    """Storage Commitment requested after sending."""
+
+    retention: RetentionConfig = RetentionConfig()
+    """Automatic deletion of committed instances."""
+
+    security: SecurityConfig = SecurityConfig()
+    """Encrypted discs: algorithms, password rules, recipient certificates."""
 
     @model_validator(mode="after")
     def _check_references(self) -> KioskConfig:

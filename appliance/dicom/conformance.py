@@ -26,11 +26,12 @@ from pynetdicom import DEFAULT_TRANSFER_SYNTAXES
 from appliance import __version__
 from appliance.config.example import toml_value
 from appliance.config.schema import DicomConfig, StoreConfig
-from appliance.dicom import statuses
+from appliance.dicom import qr_conformance, statuses
 from appliance.dicom.server import scp_contexts
 from appliance.dicom.sop_classes import VERIFICATION, storage_sop_classes
 from appliance.dicom.syntaxes import preference, supported_syntaxes
 from appliance.identity import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from appliance.printing import conformance as print_conformance
 
 DEFAULT_PATH = Path("docs/conformance.md")
 """Where the statement lives, relative to the repository root."""
@@ -254,6 +255,36 @@ def dicomdir_record_types_table() -> str:
     return _table(("Directory record type", "SOP classes"), rows)
 
 
+def print_scu_contexts_table() -> str:
+    """The presentation contexts a print job proposes (its printer's meta SOP class only)."""
+    return _table(print_conformance.CONTEXT_HEADER, print_conformance.context_rows())
+
+
+def print_statuses_table() -> str:
+    """Every Print Management status and what the print queue does with it."""
+    return _table(print_conformance.STATUS_HEADER, print_conformance.status_rows())
+
+
+def qr_scp_contexts_table() -> str:
+    """The Q/R presentation contexts the listener accepts."""
+    return _table(qr_conformance.CONTEXT_HEADER, qr_conformance.scp_context_rows())
+
+
+def qr_scp_keys_table() -> str:
+    """The Study Root keys the Q/R SCP matches and returns."""
+    return _table(qr_conformance.KEY_HEADER, qr_conformance.key_rows())
+
+
+def qr_scp_statuses_table() -> str:
+    """Every C-FIND and C-MOVE status of the Q/R SCP."""
+    return _table(qr_conformance.STATUS_HEADER, qr_conformance.status_rows())
+
+
+def storage_scu_fallback_table() -> str:
+    """What the Storage SCU converts to when a peer accepts no stored syntax."""
+    return _table(qr_conformance.FALLBACK_HEADER, qr_conformance.fallback_rows())
+
+
 BLOCKS: dict[str, Callable[[], str]] = {
     "media-profiles": media_profiles_table,
     "dicomdir-record-types": dicomdir_record_types_table,
@@ -265,6 +296,12 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "verification-scu-context": verification_scu_table,
     "storage-statuses": storage_statuses_table,
     "configuration": configuration_table,
+    "print-scu-contexts": print_scu_contexts_table,
+    "print-statuses": print_statuses_table,
+    "qr-scp-contexts": qr_scp_contexts_table,
+    "qr-scp-keys": qr_scp_keys_table,
+    "qr-scp-statuses": qr_scp_statuses_table,
+    "storage-scu-fallback": storage_scu_fallback_table,
 }
 """Every generated block of the statement, by marker name."""
 

@@ -54,10 +54,13 @@ def scp_contexts(transfer_syntaxes: list[str]) -> list[PresentationContext]:
     return list(contexts)
 
 
-def configure_ae(config: KioskConfig) -> AE:
-    """An AE with our identity, limits and timeouts (used by the SCP and the SCUs)."""
+def configure_ae(config: KioskConfig, ae_class: type[AE] = AE) -> AE:
+    """An AE with our identity, limits and timeouts (used by the SCP and the SCUs).
+
+    `ae_class` lets an SCU use an AE subclass (e.g. `scu_transport.WakingAE`).
+    """
     dicom = config.dicom
-    ae = AE(ae_title=dicom.ae_title)
+    ae = ae_class(ae_title=dicom.ae_title)
     ae.implementation_class_uid = IMPLEMENTATION_CLASS_UID
     ae.implementation_version_name = IMPLEMENTATION_VERSION_NAME
     ae.maximum_pdu_size = dicom.max_pdu

@@ -172,6 +172,21 @@ class _WakingQueue(queue.Queue[Any]):
         self._waker.poke()
 
 
+class _AssociationWakingQueue(queue.Queue[Any]):
+    """The DUL's queue of primitives for the association (A-RELEASE, A-ABORT ...): a put also
+    wakes the association's reactor, which otherwise notices a release only after its idle
+    wait (a delay every short association, e.g. a C-FIND or C-ECHO, would pay)."""
+
+    def __init__(self, dul: DULServiceProvider) -> None:
+        super().__init__()
+        self._dul = dul
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        """Enqueue, then put an empty message into the DIMSE queue as a wake-up call."""
+        super().put(item, block, timeout)
+        self._dul.assoc.dimse.msg_queue.put((None, None))
+
+
 class WakingDUL(DULServiceProvider):
     """The DUL reactor, waiting in select() on the socket and a wake-up pipe when idle."""
 
@@ -182,6 +197,7 @@ class WakingDUL(DULServiceProvider):
         self._waker = _Waker()
         self.to_provider_queue = self._waking_copy(self.to_provider_queue)
         self.event_queue = self._waking_copy(self.event_queue)
+        self.to_user_queue = _AssociationWakingQueue(self)
 
     def _waking_copy(self, old: queue.Queue[Any]) -> _WakingQueue:
         # The accepted connection has already queued its transport event (Evt5): keep it.

@@ -28,18 +28,22 @@ from appliance.config import KioskConfig
 from appliance.drives.base import OpticalDrive
 from appliance.errors import KioskError
 from appliance.jobs.burn_request import BurnOptions, BurnRequest, resolve_options
+from appliance.jobs.burn_secure import JobSecurity, job_security, load_security
 from appliance.jobs.model import Job, JobError
 from appliance.jobs.runner import JobContext
+from appliance.jobs.secrets import PROCESS_VAULT, SecretVault
 from appliance.media.deidentify import Deidentifier, DeidentOptions
 from appliance.media.fileset import build_fileset
 from appliance.media.iso import build_iso
 from appliance.media.labels import DiscLabel, write_label
+from appliance.media.manifest import Manifest
 from appliance.media.pdi import write_pdi_content
 from appliance.media.pdi_options import PdiOptions
-from appliance.media.profiles import get_profile
 from appliance.media.reidentify import NewIdentity, Reidentifier
+from appliance.media.secure.fileset import encrypt_fileset
+from appliance.media.secure.profiles import media_profile as resolve_media_profile
 from appliance.media.spanning import SpanItem, plan_discs
-from appliance.media.verify import verify_image
+from appliance.media.verify import verify_image, verify_secure_image
 from appliance.store.index import connect
 from appliance.store.selection import SelectedInstance, select_instances
 
@@ -51,6 +55,9 @@ DISC_RESERVE = 8 * 1024 * 1024
 (a sixteenth of the medium when that is less, for small configured capacities)."""
 WEB_BYTES_PER_IMAGE = 96 * 1024
 """Estimated web content (page share and JPEG preview) per image when web content is on."""
+SECURE_BYTES_PER_FILE = 4 * 1024
+"""Growth of a file when it becomes a Secure DICOM File: envelope, recipients (about 300
+bytes per RSA-2048 certificate), padding, and with signing the certificate and signature."""
 
 Transform = Callable[[Dataset], Dataset]
 
@@ -91,10 +98,21 @@ def _round_up(size: int) -> int:
 class BurnHandler:
     """Runs burn jobs on one drive."""
 
-    def __init__(self, config: KioskConfig, drive_name: str, drive: OpticalDrive) -> None:
+    def __init__(
+        self,
+        config: KioskConfig,
+        drive_name: str,
+        drive: OpticalDrive,
+        vault: SecretVault | None = None,
+    ) -> None:
+        """`vault` holds the passwords of encrypted jobs (default: the process's vault).
+        Recipient certificates are loaded and checked here, at start (a bad one stops the
+        daemon with a ConfigError naming its key)."""
         self.config = config
         self.drive_name = drive_name
         self.drive = drive
+        self.vault = PROCESS_VAULT if vault is None else vault
+        self.security = load_security(config)
         self.work_root = config.paths.var / "work"
         self.label_dir = config.paths.var / "labels"
 
@@ -103,8 +121,20 @@ class BurnHandler:
     def __call__(self, job: Job, ctx: JobContext) -> dict[str, Any]:
         """Burn every disc of the job (all copies), verifying each when asked."""
         request = BurnRequest.from_params(job.params)
+        try:
+            result = self._run(job, ctx, request)
+        except BaseException as exc:
+            if request.secret_ref is not None and not _will_retry(job, exc):
+                self.vault.discard(request.secret_ref)
+            raise
+        if request.secret_ref is not None:
+            self.vault.discard(request.secret_ref)
+        return result
+
+    def _run(self, job: Job, ctx: JobContext, request: BurnRequest) -> dict[str, Any]:
         options = resolve_options(self.config, request)
-        media_profile = get_profile(options.media_profile)
+        media_profile, _ = resolve_media_profile(options.media_profile)
+        security = job_security(self.config, self.security, options, request, self.vault)
         ctx.progress("selecting")
         instances = self._select(request, options)
         discs = plan_discs(
@@ -126,7 +156,16 @@ class BurnHandler:
                 continue
             sources = [by_uid[item.sop_instance_uid].path for item in plan.items]
             self._burn_disc(
-                job, ctx, options, media_profile, number, len(discs), sources, transform, result
+                job,
+                ctx,
+                options,
+                media_profile,
+                number,
+                len(discs),
+                sources,
+                transform,
+                result,
+                security,
             )
         if deidentifier is not None and deidentifier.warnings:
             result["warnings"] = [w.message for w in deidentifier.warnings]
@@ -158,7 +197,8 @@ class BurnHandler:
 
     def _estimate(self, instance: SelectedInstance, options: BurnOptions) -> int:
         web = WEB_BYTES_PER_IMAGE if options.web else 0
-        return _round_up(instance.size) + web
+        secure = SECURE_BYTES_PER_FILE if options.secure else 0
+        return _round_up(instance.size + secure) + web
 
     def _transform(
         self, job: Job, request: BurnRequest
@@ -209,6 +249,7 @@ class BurnHandler:
         sources: list[Path],
         transform: Transform | None,
         result: dict[str, Any],
+        security: JobSecurity | None = None,
     ) -> None:
         work = self.work_root / f"job-{job.id}" / f"disc-{number}"
         shutil.rmtree(work, ignore_errors=True)
@@ -246,11 +287,37 @@ class BurnHandler:
                 institution_contact=self.config.publishing.institution_contact,
                 application_version=__version__,
                 web_content=options.web,
+                secure=options.secure,
             ),
             profile_name=options.media_profile,
         )
         timings.add("pdi", started)
+        # The label reads the DICOMDIR, so it is made while the file set is still in clear.
+        label = write_label(
+            self.label_dir / f"JOB{job.id}_D{number}.txt",
+            DiscLabel.from_fileset(
+                root,
+                institution=self.config.publishing.institution_name,
+                web=options.web,
+                disc=number,
+                discs=count,
+                with_patient=options.label_phi,
+            ),
+        )
         manifest = fileset.manifest
+        plaintext: Manifest | None = None
+        if security is not None:
+
+            def secure_progress(done: int, total: int) -> None:
+                ctx.progress(f"{phase}: encrypting", done_files=done, total_files=total)
+
+            ctx.check_cancelled()
+            started = time.monotonic()
+            secured = encrypt_fileset(
+                root, fileset.manifest, security.disc_writer(), progress=secure_progress
+            )
+            manifest, plaintext = secured.manifest, secured.plaintext
+            timings.add("encrypt", started)
         for entry in pdi_manifest.entries:
             manifest.add(entry)
         if manifest.total_bytes > options.capacity:
@@ -271,17 +338,6 @@ class BurnHandler:
             progress=iso_progress,
         )
         timings.add("iso", started)
-        label = write_label(
-            self.label_dir / f"JOB{job.id}_D{number}.txt",
-            DiscLabel.from_fileset(
-                root,
-                institution=self.config.publishing.institution_name,
-                web=options.web,
-                disc=number,
-                discs=count,
-                with_patient=options.label_phi,
-            ),
-        )
         record = self._disc_record(result, number) or {"disc": number, "copies_done": 0}
         record.update(
             image_sha256=image.sha256,
@@ -293,7 +349,9 @@ class BurnHandler:
         )
         for copy in range(record["copies_done"] + 1, options.copies + 1):
             ctx.check_cancelled()
-            self._write_copy(job, ctx, options, image, manifest, phase, copy, result, record)
+            self._write_copy(
+                job, ctx, options, image, manifest, phase, copy, result, record, plaintext, security
+            )
 
     def _write_copy(
         self,
@@ -306,6 +364,8 @@ class BurnHandler:
         copy: int,
         result: dict[str, Any],
         record: dict[str, Any],
+        plaintext: Manifest | None = None,
+        security: JobSecurity | None = None,
     ) -> None:
         label = f"{phase}, copy {copy}/{options.copies}"
         self.drive.check_can_write(image.size)
@@ -334,6 +394,14 @@ class BurnHandler:
             )
             if not report.ok:
                 raise JobError(f"verification of {label} failed: {report.summary()}")
+            if plaintext is not None and security is not None:
+                # Decrypt every file with the job's password and compare it with what was
+                # written; no clear DICOM file may be anywhere on the disc.
+                reader = security.reader()
+                report = verify_secure_image(image.path, plaintext, reader)
+                if not report.ok:
+                    raise JobError(f"verification of {label} failed: {report.summary()}")
+                record["decrypted_verification"] = reader is not None
         timings.add("verify", started)
         self.drive.eject()
         record["copies_done"] = copy
@@ -341,6 +409,11 @@ class BurnHandler:
         self._store_disc_record(result, record)
         ctx.save_result(result)
         log.info("job %d: %s done", job.id, label)
+
+
+def _will_retry(job: Job, exc: BaseException) -> bool:
+    """True when the runner will run this job again in this process (keep its password)."""
+    return isinstance(exc, JobError) and exc.retryable and job.attempts < job.max_attempts
 
 
 def burn_recovery(config: KioskConfig) -> Callable[[Job], str | None]:

@@ -34,6 +34,16 @@ class BurnRequest:
     reidentify: dict[str, str] | None = None
     """NewIdentity fields (patient_name, patient_id, issuer_of_patient_id, patient_birth_date,
     patient_sex, accession_number)."""
+    encrypt: bool | None = None
+    """Burn the secure variant of the profile's media profile (every DICOM file encrypted);
+    a STD-GEN-SEC-* media profile is always encrypted."""
+    recipients: list[str] = field(default_factory=list)
+    """Certificates (names in [security.recipients]) that can open the disc, besides or
+    instead of a password."""
+    secret_ref: str | None = None
+    """Handle of the job's password(s) in the daemon's memory (`jobs.secrets`): a random
+    reference, never the password, so the job store holds nothing secret. A daemon restart
+    forgets the passwords: such a job then fails with "password needed"."""
 
     def to_params(self) -> dict[str, Any]:
         """The job params."""
@@ -61,6 +71,10 @@ class BurnOptions:
     include_related: bool
     drive: str
     label_phi: bool
+    secure: bool = False
+    """Every DICOM file becomes a Secure DICOM File (media_profile is a STD-GEN-SEC-* one)."""
+    recipients: tuple[str, ...] = ()
+    """Recipient certificate names (secure discs only)."""
 
 
 def resolve_options(config: KioskConfig, request: BurnRequest) -> BurnOptions:
@@ -80,16 +94,52 @@ def resolve_options(config: KioskConfig, request: BurnRequest) -> BurnOptions:
     copies = request.copies if request.copies is not None else profile.copies
     if not 1 <= copies <= 20:
         raise BurnRequestError("copies must be between 1 and 20")
+    media_profile, secure, web = _security(config, request, profile.media_profile, profile.web)
     return BurnOptions(
         profile=name,
-        media_profile=profile.media_profile,
+        media_profile=media_profile,
         capacity=profile.capacity_bytes,
         copies=copies,
-        web=profile.web if request.web is None else request.web,
+        web=web,
         verify=profile.verify if request.verify is None else request.verify,
         include_related=(
             profile.include_related if request.include_related is None else request.include_related
         ),
         drive=drive,
         label_phi=profile.label_phi and request.deidentify is None,
+        secure=secure,
+        recipients=tuple(request.recipients),
     )
+
+
+def _security(
+    config: KioskConfig, request: BurnRequest, media_profile: str, profile_web: bool
+) -> tuple[str, bool, bool]:
+    """(media profile, secure, web) of a request: the secure variant when asked for."""
+    # Imported here: the media modules pull in pydicom and the crypto libraries, which the
+    # CLI should only load when it submits a burn.
+    from appliance.media.errors import UnknownProfileError
+    from appliance.media.secure.profiles import is_secure_profile, secure_variant
+
+    secure = is_secure_profile(media_profile) or bool(request.encrypt)
+    if request.encrypt is False and secure:
+        raise BurnRequestError(f"media profile {media_profile} always encrypts the disc")
+    web = profile_web if request.web is None else request.web
+    if not secure:
+        if request.recipients or request.secret_ref:
+            raise BurnRequestError("recipients and passwords are for encrypted discs only")
+        return media_profile, False, web
+    try:
+        media_profile = secure_variant(media_profile)
+    except UnknownProfileError as exc:
+        raise BurnRequestError(str(exc)) from None
+    if request.web:
+        # The web pages would show the patient in clear next to the encrypted files.
+        raise BurnRequestError("a secure disc cannot carry web content (it is not encrypted)")
+    unknown = [r for r in request.recipients if r not in config.security.recipients]
+    if unknown:
+        known = ", ".join(sorted(config.security.recipients)) or "none"
+        raise BurnRequestError(f"unknown recipient {unknown[0]!r} (known: {known})")
+    if not request.recipients and not request.secret_ref:
+        raise BurnRequestError("an encrypted disc needs a password or a recipient certificate")
+    return media_profile, True, False

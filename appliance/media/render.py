@@ -5,12 +5,16 @@ window of the object (Window Center/Width with its VOI LUT Function), else the m
 pixels (Pixel Padding Value excluded); MONOCHROME1 is inverted so that it looks like MONOCHROME2.
 Colour: RGB (and YBR, converted by pydicom) kept, PALETTE COLOR expanded through its LUT.
 Large images are reduced to at most `max_edge` pixels on their longer side.
+
+`voi_fraction` is the one grayscale pipeline (Modality LUT, then VOI) of the appliance: film
+printing uses it too, with a chosen window and its own output depth.
 """
 
 from __future__ import annotations
 
 import io
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +22,7 @@ from numpy.typing import NDArray
 from PIL import Image
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
-from pydicom.pixels.processing import apply_color_lut, apply_modality_lut
+from pydicom.pixels.processing import apply_color_lut, apply_modality_lut, apply_voi_lut
 from pydicom.pixels.utils import pixel_array
 
 from appliance.media.errors import MediaError
@@ -32,6 +36,16 @@ FloatArray = NDArray[np.float64]
 
 class RenderError(MediaError):
     """An object has no pixels we can show (no pixel data, or a form we cannot decode)."""
+
+
+@dataclass(frozen=True, slots=True)
+class VoiWindow:
+    """A VOI window (PS3.3 C.11.2.1.2): center and width in output units of the Modality LUT
+    (Hounsfield units for CT), and the VOI LUT Function (LINEAR, LINEAR_EXACT, SIGMOID)."""
+
+    center: float
+    width: float
+    function: str = "LINEAR"
 
 
 def has_pixels(ds: Dataset) -> bool:
@@ -76,9 +90,9 @@ def to_display(
     step = max(1, max(frame.shape[0], frame.shape[1]) // (2 * max_edge))
     frame = frame[::step, ::step]
     if photometric == "PALETTE COLOR":
-        image = Image.fromarray(_to_uint8_color(apply_color_lut(frame, ds)), mode="RGB")
+        image = Image.fromarray(to_uint8_color(apply_color_lut(frame, ds)), mode="RGB")
     elif frame.ndim == 3:
-        image = Image.fromarray(_to_uint8_color(frame[..., :3]), mode="RGB")
+        image = Image.fromarray(to_uint8_color(frame[..., :3]), mode="RGB")
     elif frame.ndim == 2:
         gray = _grayscale(frame, ds)
         if photometric == "MONOCHROME1":
@@ -86,7 +100,7 @@ def to_display(
         image = Image.fromarray(gray, mode="L")
     else:
         raise RenderError(f"unexpected pixel array shape {frame.shape}")
-    return _fit(image, _pixel_ratio(ds), max_edge)
+    return _fit(image, pixel_ratio(ds), max_edge)
 
 
 def encode_jpeg(image: Image.Image, *, quality: int = JPEG_QUALITY) -> bytes:
@@ -96,7 +110,8 @@ def encode_jpeg(image: Image.Image, *, quality: int = JPEG_QUALITY) -> bytes:
     return out.getvalue()
 
 
-def _to_uint8_color(arr: NDArray[np.generic]) -> NDArray[np.uint8]:
+def to_uint8_color(arr: NDArray[np.generic]) -> NDArray[np.uint8]:
+    """Colour samples as 8-bit (16-bit colour or palettes scaled by their type's range)."""
     if arr.dtype == np.uint8:
         return np.ascontiguousarray(arr)
     values = arr.astype(np.float64)
@@ -106,8 +121,14 @@ def _to_uint8_color(arr: NDArray[np.generic]) -> NDArray[np.uint8]:
 
 
 def _first_number(value: object) -> float | None:
+    return _nth_number(value, 0)
+
+
+def _nth_number(value: object, index: int) -> float | None:
     if isinstance(value, MultiValue):
-        value = value[0] if len(value) else None
+        value = value[index] if 0 <= index < len(value) else None
+    elif index != 0:
+        return None
     try:
         number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
@@ -116,16 +137,58 @@ def _first_number(value: object) -> float | None:
 
 
 def _grayscale(frame: NDArray[np.generic], ds: Dataset) -> NDArray[np.uint8]:
-    stored = frame
-    values: FloatArray = np.asarray(apply_modality_lut(frame, ds), dtype=np.float64)
-    center = _first_number(ds.get("WindowCenter"))
-    width = _first_number(ds.get("WindowWidth"))
-    if center is not None and width is not None and width >= 1:
-        function = str(ds.get("VOILUTFunction", "LINEAR")).strip().upper()
-        out = _window(values, center, width, function)
-    else:
-        out = _min_max(values, _padding_mask(stored, ds))
+    out = voi_fraction(frame, ds)
     return np.clip(out * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def object_window(ds: Dataset, index: int = 0) -> VoiWindow | None:
+    """The object's `index`-th Window Center/Width pair (with its VOI LUT Function), or None
+    when it has no usable pair at that index (width below 1 is unusable)."""
+    center = _nth_number(ds.get("WindowCenter"), index)
+    width = _nth_number(ds.get("WindowWidth"), index)
+    if center is None or width is None or width < 1:
+        return None
+    function = str(ds.get("VOILUTFunction", "LINEAR")).strip().upper() or "LINEAR"
+    return VoiWindow(center, width, function)
+
+
+def voi_fraction(
+    frame: NDArray[np.generic],
+    ds: Dataset,
+    *,
+    window: VoiWindow | None = None,
+    window_index: int = 0,
+) -> FloatArray:
+    """Modality LUT, then VOI, of one grayscale frame: fractions 0..1 of the output range
+    (0 is the lowest output value, which MONOCHROME2 shows black and MONOCHROME1 white).
+
+    The VOI is `window` when given, else the object's `window_index`-th window, else its first
+    VOI LUT, else the minimum and maximum of the pixels (Pixel Padding Value excluded).
+    """
+    values: FloatArray = np.asarray(apply_modality_lut(frame, ds), dtype=np.float64)
+    chosen = window or object_window(ds, window_index)
+    if chosen is not None:
+        return _window(values, chosen.center, chosen.width, chosen.function)
+    lut = _voi_lut(values, ds)
+    if lut is not None:
+        return lut
+    return _min_max(values, _padding_mask(frame, ds))
+
+
+def _voi_lut(values: FloatArray, ds: Dataset) -> FloatArray | None:
+    """The first VOI LUT Sequence item applied, as a fraction of its output range."""
+    items = ds.get("VOILUTSequence")
+    if not items:
+        return None
+    descriptor = items[0].get("LUTDescriptor")
+    if not isinstance(descriptor, MultiValue) or len(descriptor) != 3:
+        return None
+    bits = int(descriptor[2])
+    if not 1 <= bits <= 16:
+        return None
+    # apply_voi_lut indexes the LUT with integers; keep only the LUT (prefer_lut) path.
+    out = apply_voi_lut(np.rint(values).astype(np.int64), ds, index=0, prefer_lut=True)
+    return np.clip(np.asarray(out, dtype=np.float64) / float(2**bits - 1), 0.0, 1.0)
 
 
 def _window(values: FloatArray, center: float, width: float, function: str) -> FloatArray:
@@ -161,9 +224,12 @@ def _min_max(values: FloatArray, mask: NDArray[np.bool_] | None) -> FloatArray:
     return np.clip((values - low) / (high - low), 0.0, 1.0)
 
 
-def _pixel_ratio(ds: Dataset) -> float:
-    """Height/width of one pixel from Pixel Spacing (row, column spacing); 1.0 when unknown."""
+def pixel_ratio(ds: Dataset) -> float:
+    """Height/width of one pixel from Pixel Spacing (row, column spacing), else from Pixel
+    Aspect Ratio (vertical, horizontal); 1.0 when unknown."""
     spacing = ds.get("PixelSpacing")
+    if not isinstance(spacing, MultiValue) or len(spacing) != 2:
+        spacing = ds.get("PixelAspectRatio")
     if not isinstance(spacing, MultiValue) or len(spacing) != 2:
         return 1.0
     row, col = _first_number(spacing[0]), _first_number(spacing[1])

@@ -28,6 +28,7 @@ from pycdlib.pycdlibio import PyCdlibIO
 from appliance.media.errors import MediaError
 from appliance.media.iso import is_level1_dir_name, is_level1_file_name
 from appliance.media.manifest import HASH_CHUNK, Manifest, ManifestEntry, sha256_file
+from appliance.media.secure import SecureFileReader, SecureMediaError, is_secure_dicom_head
 
 # A DICOMDIR of a full BD holds some 100k records (tens of MB); anything far beyond is not one.
 MAX_DICOMDIR_SIZE: Final = 256 * 1024 * 1024
@@ -396,3 +397,114 @@ def _verify_dicomdir(iso: Any, dicomdir: str, report: VerifyReport) -> None:
         expected = str(record.get("ReferencedSOPInstanceUIDInFile", "")).rstrip("\0 ")
         if expected:
             _check_uid(iso, f, expected, path, report)
+
+
+# --- verify_secure_image ------------------------------------------------------------------------
+
+_DICM_END: Final = 132  # a PS3.10 file has DICM at bytes 128-131
+
+
+def verify_secure_image(
+    image: Path,
+    plaintext: Manifest,
+    reader: SecureFileReader | None,
+    *,
+    dicomdir: str = "DICOMDIR",
+) -> VerifyReport:
+    """Check a secure disc at the DICOM level, after `verify_image` checked its bytes.
+
+    - no file anywhere on the image is a clear-text DICOM file (`DICM` at offset 128);
+    - every entry of `plaintext` (the clear file set: DICOMDIR and instances, with the
+      SHA-256 and size of the clear files) is on the image as a Secure DICOM File that opens
+      with `reader` and decrypts to exactly that file (digest or signature checked as well);
+    - the decrypted DICOMDIR references only files that are on the image.
+
+    `reader` holds the job's password or key; None (a disc for certificate recipients only,
+    whose private keys we do not have) only checks that the files are Secure DICOM Files.
+    """
+    report = VerifyReport(image=image)
+    try:
+        with _open_iso(image) as iso:
+            _verify_secure(iso, plaintext, reader, dicomdir, report)
+    except (PyCdlibException, OSError) as exc:
+        report.add(None, f"The image cannot be read as ISO 9660: {exc}")
+    return report
+
+
+def _verify_secure(
+    iso: Any,
+    plaintext: Manifest,
+    reader: SecureFileReader | None,
+    dicomdir: str,
+    report: VerifyReport,
+) -> None:
+    tree = _list_tree(iso, joliet=bool(iso.has_joliet()))
+    expected = plaintext.by_path()
+    not_secure: set[str] = set()
+    for path, f in sorted(tree.files.items()):
+        try:
+            with _open_member(iso, f, path) as stream:
+                head = stream.read(_DICM_END)
+        except (PyCdlibException, OSError) as exc:
+            report.add(path, f"cannot be read from the image ({type(exc).__name__})")
+            continue
+        if is_secure_dicom_head(head):
+            continue
+        not_secure.add(path)
+        if head[128:_DICM_END] == b"DICM":
+            report.add(path, "is a clear-text DICOM file on a secure disc")
+        elif path in expected:
+            report.add(path, "is not a Secure DICOM File")
+    for entry in plaintext.entries:
+        report.checked_files += 1
+        member = tree.files.get(entry.path)
+        if member is None:
+            report.add(entry.path, "is missing from the disc")
+        elif reader is not None and entry.path not in not_secure:
+            keep = entry.path == dicomdir
+            clear = _decrypt_member(iso, member, entry, reader, report, keep=keep)
+            if clear is not None:
+                _check_secure_dicomdir(clear, tree, dicomdir, report)
+
+
+def _decrypt_member(
+    iso: Any,
+    f: _ImageFile,
+    entry: ManifestEntry,
+    reader: SecureFileReader,
+    report: VerifyReport,
+    *,
+    keep: bool,
+) -> bytes | None:
+    """Decrypt one file and compare it with its clear entry; its bytes when `keep`."""
+    sink = io.BytesIO() if keep and entry.size <= MAX_DICOMDIR_SIZE else None
+    try:
+        with _open_member(iso, f, entry.path) as stream:
+            result = reader.decrypt(stream, sink, name=entry.path)
+    except SecureMediaError as exc:
+        report.add(entry.path, f"does not decrypt: {exc}")
+        return None
+    except (PyCdlibException, OSError) as exc:
+        report.add(entry.path, f"cannot be read from the image ({type(exc).__name__})")
+        return None
+    if result.size != entry.size or result.sha256 != entry.sha256:
+        report.add(entry.path, "decrypts to other content than was written (SHA-256 mismatch)")
+        return None
+    return sink.getvalue() if sink is not None else None
+
+
+def _check_secure_dicomdir(clear: bytes, tree: _Tree, dicomdir: str, report: VerifyReport) -> None:
+    try:
+        ds = pydicom.dcmread(io.BytesIO(clear))
+    except Exception as exc:  # a damaged DICOMDIR may break the parser in any way: report it
+        report.add(dicomdir, f"decrypts to an unreadable DICOMDIR ({type(exc).__name__})")
+        return
+    for record in ds.get("DirectoryRecordSequence", []):
+        value = record.get("ReferencedFileID")
+        if value is None:
+            continue
+        path = _file_id_path(value)
+        if path is None:
+            report.add(f"{dicomdir} record {_shown_file_id(value)}", "is not a valid DICOM File ID")
+        elif path not in tree.files:
+            report.add(path, "is referenced by the DICOMDIR but missing from the disc")

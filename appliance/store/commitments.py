@@ -250,6 +250,15 @@ class CommitmentStore:
             )
             return cur.rowcount > 0
 
+    def abandon(self, transaction_uid: str) -> None:
+        """The peer refused the request: the pending transaction failed without a report."""
+        with self._tx() as cur:
+            cur.execute(
+                "UPDATE commitments SET state = 'failed' WHERE transaction_uid = ? "
+                "AND state = 'pending'",
+                (transaction_uid,),
+            )
+
     def apply_report(self, report: Report, now: float | None = None) -> ReportResult:
         """Check a report against its transaction and record it, all in one transaction.
 

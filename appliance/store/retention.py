@@ -5,15 +5,18 @@ Only an instance that a Storage Commitment report confirmed (a `committed` row i
 are spared as well. Each deletion keeps the index equal to the files:
 
 1. inside one index transaction (which C-STOREs also need before they answer), the row is
-   re-checked (same file, same receive time, study still unlocked), the file is renamed into the
-   store's `.incoming` directory and the row is deleted;
+   re-checked (same file, same receive time, study still unlocked), the file is renamed into
+   `<store>/.retention` and the row is deleted;
 2. after the commit the renamed file is unlinked.
 
-A C-STORE of the same instance that lands between the check and the rename is detected (the
-renamed file is not the one selected) and put back. A crash after the rename leaves a file in
-`.incoming`, which start-up recovery removes; the index row is then gone or still there with its
-file already removed, which recovery drops. Either way the index never names a missing file
-after recovery, and no file outlives its row.
+A C-STORE of the same instance may have put a new file in place whose row it cannot write
+before our transaction ends: a file younger than its row (mtime after `received_at`; the store
+always writes the file before the row) is left alone, and a file swapped between that check and
+the rename is detected by its inode and put back. A crash after the rename leaves a file in
+`.retention`, removed when retention starts again; the index row is then gone, or still there
+with its file already gone, which the store's start-up recovery drops. Either way the index
+never names a missing file after recovery, and no deleted file comes back. (`.incoming` would
+not do: recovery moves complete files found there back into the store.)
 """
 
 from __future__ import annotations
@@ -29,10 +32,13 @@ from pathlib import Path
 from appliance.config.schema import RetentionConfig
 from appliance.store.commitments import ensure_schema
 from appliance.store.index import StoreIndex, _event, _prune_empty, connect
-from appliance.store.layout import INCOMING_DIR, resolve_inside
+from appliance.store.layout import resolve_inside
 from appliance.store.locks import ensure_locked_column
 
 log = logging.getLogger(__name__)
+
+TRASH_DIR = ".retention"
+"""Sub-directory of the store root where files wait for their unlink (same file system)."""
 
 BATCH = 200
 """Instances deleted per index transaction (keeps C-STOREs waiting at most a few ms)."""
@@ -127,6 +133,7 @@ class Retention:
         self.protected_studies = protected_studies
         self.disk_usage = disk_usage
         self.clock = clock
+        self.trash_dir = root / TRASH_DIR
         conn = connect(index.path)
         try:
             # Tables retention reads may not exist yet in an older database.
@@ -134,6 +141,10 @@ class Retention:
             ensure_locked_column(conn)
         finally:
             conn.close()
+        self.trash_dir.mkdir(parents=True, exist_ok=True)
+        for leftover in self.trash_dir.iterdir():
+            # Renamed by a pass that died before its unlink: the row is gone or will be dropped.
+            leftover.unlink(missing_ok=True)
 
     def candidates(self) -> list[Candidate]:
         """Deletable instances, oldest first."""
@@ -196,11 +207,9 @@ class Retention:
         return report
 
     def _delete(self, batch: list[Candidate]) -> tuple[int, int, int]:
-        trash_dir = self.root / INCOMING_DIR
-        trash_dir.mkdir(parents=True, exist_ok=True)
+        trash_dir = self.trash_dir
         moved: list[tuple[Path, Path]] = []
         deleted = size = skipped = 0
-        inodes = {c.sop_instance_uid: _inode(self.root, c.path) for c in batch}
         try:
             with self.index.transaction() as cur:
                 studies: dict[str, int] = {}
@@ -221,13 +230,17 @@ class Retention:
                     path = resolve_inside(self.root, c.path)
                     trash = trash_dir / f"{c.sop_instance_uid}.retention"
                     try:
-                        os.replace(path, trash)
+                        st = path.stat()
                     except FileNotFoundError:
-                        pass  # already gone: only the row is left to drop
-                    else:
-                        if _inode_of(trash) != inodes[c.sop_instance_uid]:
-                            # A new copy arrived after we looked: it is not ours to delete.
-                            os.replace(trash, path)
+                        st = None  # already gone: only the row is left to drop
+                    if st is not None:
+                        if st.st_mtime > row["received_at"]:
+                            # A new copy whose row is still to come: not ours to delete.
+                            skipped += 1
+                            continue
+                        os.replace(path, trash)
+                        if _inode_of(trash) != (st.st_dev, st.st_ino):
+                            os.replace(trash, path)  # swapped in after the check: put it back
                             skipped += 1
                             continue
                         moved.append((trash, path))
@@ -257,7 +270,3 @@ def _inode_of(path: Path) -> tuple[int, int] | None:
     except FileNotFoundError:
         return None
     return st.st_dev, st.st_ino
-
-
-def _inode(root: Path, relpath: str) -> tuple[int, int] | None:
-    return _inode_of(resolve_inside(root, relpath))

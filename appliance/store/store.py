@@ -211,8 +211,8 @@ class InstanceStore:
             if outcome == "refreshed":
                 completed += 1  # moved files not yet indexed are counted by the scan below
             elif outcome is None:
-                # Empty files are spares of the temp-file pool, not lost receptions.
-                temp_removed += partial.stat().st_size > 0
+                # Spares of the temp-file pool were never receptions: not worth reporting.
+                temp_removed += partial.parent == self.incoming_dir
                 partial.unlink(missing_ok=True)
         on_disk = self._scan_files()
         indexed = self.index.indexed_paths()

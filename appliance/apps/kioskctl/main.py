@@ -200,6 +200,11 @@ def cmd_burn(control: Control, args: argparse.Namespace) -> int:
         drive=args.drive,
         deidentify=deidentify,
         reidentify=_key_values(args.reidentify, "--reidentify") if args.reidentify else None,
+        encrypt=True if args.encrypt else None,
+        recipients=list(args.recipient or []),
+        secret_ref=control.deposit_password(sys.stdin.readline().rstrip("\r\n"))
+        if args.password_stdin
+        else None,
     )
     job = control.submit_burn(request)
     if args.wait:
@@ -274,6 +279,22 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="replace patient_name, patient_id, patient_birth_date, patient_sex, "
         "issuer_of_patient_id, accession_number (originals kept in the objects)",
+    )
+    burn.add_argument(
+        "--encrypt",
+        action="store_true",
+        help="Secure DICOM disc: every DICOM file encrypted (PS3.15 Annex D)",
+    )
+    burn.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the disc password from the first line of standard input",
+    )
+    burn.add_argument(
+        "--recipient",
+        action="append",
+        metavar="CERT_NAME",
+        help="certificate from [security.recipients] that can open the disc",
     )
     _add_wait(burn)
     burn.set_defaults(func=cmd_burn)

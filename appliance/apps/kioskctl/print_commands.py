@@ -30,6 +30,10 @@ def _print_job(job: dict[str, Any], as_json: bool) -> None:
             f"({result.get('images', 0)} images, {result.get('display_format', '')}, "
             f"{result.get('film_size', '')})"
         )
+    printer = result.get("printer_status")
+    if printer:
+        info = f" ({printer['info']})" if printer["info"] not in ("", printer["status"]) else ""
+        print(f"  printer status: {printer['status'] or 'not reported'}{info}")
     for warning in result.get("warnings", []):
         print(f"  warning: {warning}")
 
@@ -94,7 +98,7 @@ def cmd_printer(control: Control, args: argparse.Namespace) -> int:
     )
     if status["reachable"]:
         printer = status["status"]
-        info = f" ({printer['info']})" if printer["info"] else ""
+        info = f" ({printer['info']})" if printer["info"] not in ("", printer["status"]) else ""
         print(f"  status: {printer['status'] or 'not reported'}{info}")
         for warning in status.get("warnings", []):
             print(f"  warning: {warning}")

@@ -22,6 +22,8 @@ from appliance.jobs.drives_wiring import build_drives
 from appliance.jobs.print_job import build_print_runners, print_recovery
 from appliance.jobs.print_request import PRINT
 from appliance.jobs.runner import JobRunner
+from appliance.jobs.secrets import PROCESS_VAULT, SOCKET_NAME, SecretServer
+from appliance.media.secure import PasswordPolicy
 from appliance.service.runstate import clear_runstate, write_runstate
 from appliance.service.sdnotify import Notifier, watchdog_interval
 from appliance.store import InstanceStore, StoreIndex
@@ -61,6 +63,13 @@ class Daemon:
         ]
         # One queue per printer; a print never waits for a burn or a reception.
         self.runners += build_print_runners(config)
+        security = config.security
+        # Disc passwords reach the burn runners through this socket, never the job store.
+        self.secrets = SecretServer(
+            config.paths.run_dir / SOCKET_NAME,
+            PROCESS_VAULT,
+            PasswordPolicy(security.password_min_length, security.password_min_classes).check,
+        )
         self.runners += self.network.runners
         self.quiet = StudyQuietMonitor(
             self.index,
@@ -92,6 +101,7 @@ class Daemon:
         signal.signal(signal.SIGINT, self.request_stop)
         self.server.start()
         self.quiet.start()
+        self.secrets.start()
         for runner in self.runners:
             runner.start()
         self.network.start()
@@ -128,6 +138,7 @@ class Daemon:
             # A burn in progress stays `running` in the job store and is recovered at start.
             runner.stop(timeout=5)
         self.network.stop()
+        self.secrets.stop()
         clear_runstate(self.config.paths.run_dir)
         self.store.close()
         self.index.close()
