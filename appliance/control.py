@@ -144,6 +144,22 @@ class Control:
 
         return deposit_passwords(self.config.paths.run_dir / SOCKET_NAME, [password])
 
+    def decrypt_file(self, source: Path, target: Path, password: str) -> dict[str, Any]:
+        """Open one Secure DICOM File with a password (a tool for IT); what it was."""
+        from appliance.media.secure import SecureFileReader
+
+        result = SecureFileReader(passwords=[password]).decrypt_file(source, target)
+        return {
+            "content_type": result.content_type,
+            "cipher": str(result.cipher),
+            "digest": str(result.digest) if result.digest else None,
+            "opened_with": result.opened_with,
+            "signers": [str(s) for s in result.signers],
+            "warnings": list(result.warnings),
+            "size": result.size,
+            "sha256": result.sha256,
+        }
+
     def submit_burn(self, request: BurnRequest) -> dict[str, Any]:
         """Queue a disc job (options checked against the config now, not when it runs)."""
         options = resolve_options(self.config, request)

@@ -213,6 +213,24 @@ def cmd_burn(control: Control, args: argparse.Namespace) -> int:
     return exit_for(job) if args.wait else EXIT_OK
 
 
+def cmd_decrypt(control: Control, args: argparse.Namespace) -> int:
+    """Open one Secure DICOM File (password on standard input)."""
+    if not args.password_stdin:
+        raise KioskError("decrypt needs --password-stdin (passwords never go on the command line)")
+    password = sys.stdin.readline().rstrip("\r\n")
+    info = control.decrypt_file(args.file, args.output, password)
+    if args.json:
+        print(json.dumps(info))
+    else:
+        print(
+            f"{args.output}: {info['size']} bytes, {info['cipher']}, opened with "
+            f"{info['opened_with']}, content {info['content_type']}"
+        )
+        for warning in info["warnings"]:
+            print(f"  warning: {warning}")
+    return EXIT_OK
+
+
 def cmd_drives(control: Control, args: argparse.Namespace) -> int:
     """List configured drives."""
     drives = control.drives()
@@ -299,6 +317,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_wait(burn)
     burn.set_defaults(func=cmd_burn)
     sub.add_parser("drives", help="list drives").set_defaults(func=cmd_drives)
+    decrypt = sub.add_parser("decrypt", help="open a Secure DICOM File with a password")
+    decrypt.add_argument("file", type=Path)
+    decrypt.add_argument("-o", "--output", type=Path, required=True)
+    decrypt.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from the first line of standard input",
+    )
+    decrypt.set_defaults(func=cmd_decrypt)
     jobs = sub.add_parser("jobs", help="list recent jobs")
     jobs.add_argument("--limit", type=int, default=50)
     jobs.set_defaults(func=cmd_jobs)
