@@ -17,6 +17,7 @@ import secrets
 import shutil
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, cast
@@ -347,11 +348,52 @@ class BurnHandler:
             transcoded=len(fileset.transcoded),
             label=str(label),
         )
-        for copy in range(record["copies_done"] + 1, options.copies + 1):
-            ctx.check_cancelled()
-            self._write_copy(
-                job, ctx, options, image, manifest, phase, copy, result, record, plaintext, security
-            )
+        # The image's content (every file's digest and SOP Instance UID, decrypted on a secure
+        # disc) is checked once per disc, while the drive writes the first copy; each copy then
+        # proves by its read-back digest that it holds exactly this image.
+        content_check: Future[None] | None = None
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify") as pool:
+            if options.verify:
+                content_check = pool.submit(
+                    self._verify_content, image, manifest, f"{phase}", plaintext, security, record
+                )
+            for copy in range(record["copies_done"] + 1, options.copies + 1):
+                ctx.check_cancelled()
+                self._write_copy(
+                    job,
+                    ctx,
+                    options,
+                    image,
+                    manifest,
+                    phase,
+                    copy,
+                    result,
+                    record,
+                    content_check,
+                )
+
+    @staticmethod
+    def _verify_content(
+        image: Any,
+        manifest: Manifest,
+        label: str,
+        plaintext: Manifest | None,
+        security: JobSecurity | None,
+        record: dict[str, Any],
+    ) -> None:
+        report = verify_image(
+            image.path, manifest, expected_sha256=None, iso9660_paths=image.iso9660_paths
+        )
+        if not report.ok:
+            raise JobError(f"verification of {label} failed: {report.summary()}")
+        if plaintext is not None and security is not None:
+            # Decrypt every file with the job's password and compare it with what was
+            # written; no clear DICOM file may be anywhere on the disc.
+            reader = security.reader()
+            report = verify_secure_image(image.path, plaintext, reader)
+            if not report.ok:
+                raise JobError(f"verification of {label} failed: {report.summary()}")
+            record["decrypted_verification"] = reader is not None
 
     def _write_copy(
         self,
@@ -364,8 +406,7 @@ class BurnHandler:
         copy: int,
         result: dict[str, Any],
         record: dict[str, Any],
-        plaintext: Manifest | None = None,
-        security: JobSecurity | None = None,
+        content_check: Future[None] | None,
     ) -> None:
         label = f"{phase}, copy {copy}/{options.copies}"
         self.drive.check_can_write(image.size)
@@ -386,22 +427,8 @@ class BurnHandler:
                 ctx.progress(f"{label}: verifying", done_bytes=done, total_bytes=total)
 
             self.drive.verify_read_back(image.size, image.sha256, verify_progress)
-            report = verify_image(
-                image.path,
-                manifest,
-                expected_sha256=image.sha256,
-                iso9660_paths=image.iso9660_paths,
-            )
-            if not report.ok:
-                raise JobError(f"verification of {label} failed: {report.summary()}")
-            if plaintext is not None and security is not None:
-                # Decrypt every file with the job's password and compare it with what was
-                # written; no clear DICOM file may be anywhere on the disc.
-                reader = security.reader()
-                report = verify_secure_image(image.path, plaintext, reader)
-                if not report.ok:
-                    raise JobError(f"verification of {label} failed: {report.summary()}")
-                record["decrypted_verification"] = reader is not None
+            if content_check is not None:
+                content_check.result()  # raises the JobError of a bad image
         timings.add("verify", started)
         self.drive.eject()
         record["copies_done"] = copy

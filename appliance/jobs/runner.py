@@ -80,7 +80,7 @@ class JobRunner:
         handlers: dict[str, JobHandler],
         *,
         resource: str | None = None,
-        poll_seconds: float = 0.25,
+        poll_seconds: float = 0.1,
     ) -> None:
         self.store = store
         self.name = name
