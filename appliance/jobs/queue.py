@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.jobs.model import Job, JobState, Progress, UnknownJobError
+from appliance.store.sqlite_tx import immediate_transaction
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -92,15 +93,8 @@ class JobStore:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Cursor]:
-        with self._lock:
-            cur = self._conn.cursor()
-            cur.execute("BEGIN IMMEDIATE")
-            try:
-                yield cur
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
-            cur.execute("COMMIT")
+        with immediate_transaction(self._conn, self._lock) as cur:
+            yield cur
 
     # -- submitting and reading --------------------------------------------------------------
 

@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from appliance.store.sqlite_tx import immediate_transaction
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS commitments (
     transaction_uid TEXT PRIMARY KEY,
@@ -168,15 +170,8 @@ class CommitmentStore:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Cursor]:
-        with self._lock:
-            cur = self._conn.cursor()
-            cur.execute("BEGIN IMMEDIATE")
-            try:
-                yield cur
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
-            cur.execute("COMMIT")
+        with immediate_transaction(self._conn, self._lock) as cur:
+            yield cur
 
     def create(
         self,

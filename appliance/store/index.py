@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.store.records import InstanceRecord
+from appliance.store.sqlite_tx import immediate_transaction
 
 SCHEMA_VERSION = 1
 
@@ -164,15 +165,8 @@ class StoreIndex:
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Cursor]:
         """One serialised write transaction (BEGIN IMMEDIATE ... COMMIT, rolled back on error)."""
-        with self._lock:
-            cur = self._conn.cursor()
-            cur.execute("BEGIN IMMEDIATE")
-            try:
-                yield cur
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
-            cur.execute("COMMIT")
+        with immediate_transaction(self._conn, self._lock) as cur:
+            yield cur
 
     def query(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> list[sqlite3.Row]:
         """Run a read query on the daemon's connection."""
