@@ -36,11 +36,13 @@ from pynetdicom import evt
 from pynetdicom.association import Association
 from pynetdicom.dimse import DIMSEServiceProvider
 from pynetdicom.dimse_messages import C_STORE_RQ
+from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu import A_ABORT_RQ
 from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
 
+from appliance.dicom.dimse_encode import Element, command_set
 from appliance.store import IncomingFile
 
 if TYPE_CHECKING:
@@ -107,6 +109,23 @@ class StreamingDIMSE(DIMSEServiceProvider):
             message.data_set = BytesIO()
         message._data_set_file = incoming  # type: ignore[assignment]
         message._data_set_path = incoming.path
+
+    def send_msg(self, primitive: Any, context_id: int) -> None:
+        """Send a C-STORE-RSP as pre-encoded bytes; anything else the pynetdicom way.
+
+        A C-STORE response is six short elements; building it through pydicom costs about a
+        tenth of a millisecond per instance, a tenth of what a small instance costs in all.
+        """
+        if isinstance(primitive, C_STORE) and primitive.Status is not None:
+            command = c_store_response(primitive)
+            peer_max = int(self.assoc.requestor.maximum_length or 0)
+            if not peer_max or len(command) + 7 <= peer_max:
+                pdata = P_DATA()
+                item: Any = [context_id, b"\x03" + command]  # last fragment of a command
+                pdata.presentation_data_value_list = [item]
+                self.dul.send_pdu(pdata)
+                return
+        super().send_msg(primitive, context_id)
 
     def forget(self, incoming: IncomingFile) -> None:
         """The request was handled: the file is now the store's business."""
@@ -293,6 +312,21 @@ class WakingDUL(DULServiceProvider):
         self.assoc.is_established = False
         self.assoc._kill = True
         self._kill_thread = True
+
+
+def c_store_response(rsp: C_STORE) -> bytes:
+    """The C-STORE-RSP command set (PS3.7 9.3.1.2) of a response primitive."""
+    elements: list[Element] = [
+        (0x00000002, "UI", str(rsp.AffectedSOPClassUID)),
+        (0x00000100, "US", 0x8001),
+        (0x00000120, "US", int(rsp.MessageIDBeingRespondedTo or 0)),
+        (0x00000800, "US", 0x0101),
+        (0x00000900, "US", int(rsp.Status or 0)),
+        (0x00001000, "UI", str(rsp.AffectedSOPInstanceUID)),
+    ]
+    if rsp.ErrorComment:
+        elements.append((0x00000902, "LO", str(rsp.ErrorComment)[:64]))
+    return command_set(elements)
 
 
 class StreamingAssociation(Association):
