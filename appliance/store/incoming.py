@@ -114,11 +114,15 @@ class IncomingFile:
         header: bytes,
         reserve_bytes: int,
         path: Path | None = None,
+        transfer_syntax_uid: str = "",
     ) -> None:
         """Open `path` (an empty file whose name is already durable, from the store's pool)
         or a new file in `incoming_dir`, and write the preamble and File Meta."""
         self._reserve = reserve_bytes
         self._dir = incoming_dir
+        self.transfer_syntax_uid = transfer_syntax_uid
+        """The transfer syntax written in the File Meta (the data set's encoding)."""
+        self.header_size = len(header)
         self.path = path or incoming_dir / f"{uuid.uuid4().hex}{PARTIAL_SUFFIX}"
         self.size = 0
         self.error: StoreError | None = None
@@ -137,7 +141,6 @@ class IncomingFile:
             self._fail(exc)
             return
         self._write(header)
-        self.header_size = len(header)
 
     @property
     def name(self) -> str:

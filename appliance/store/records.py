@@ -100,7 +100,7 @@ def _undecodable(why: str) -> UndecodableDatasetError:
     return UndecodableDatasetError(f"the data set cannot be parsed: {why}")
 
 
-def read_record(path: Path) -> InstanceRecord:
+def read_record(path: Path, known_meta: tuple[int, str] | None = None) -> InstanceRecord:
     """Parse a stored file into an InstanceRecord, checking its structure on the way.
 
     One pass over the top-level element headers (large values are skipped, not read) proves
@@ -108,15 +108,21 @@ def read_record(path: Path) -> InstanceRecord:
     level, and the last element ends exactly where the file ends (a truncated or padded data
     set is refused). Only the indexed attributes are then converted.
 
+    `known_meta` = (data set offset, transfer syntax) for a file whose File Meta we wrote
+    ourselves a moment ago: it is not parsed again.
+
     Raises UndecodableDatasetError when the bytes are not a DICOM data set,
     DatasetMismatchError when it parses but a required UID is missing or malformed.
     """
     try:
         size = path.stat().st_size
         with path.open("rb") as fp:
-            read_preamble(fp, False)
-            meta = _read_file_meta_info(fp)
-            syntax = UID(str(meta.get("TransferSyntaxUID", "")))
+            if known_meta is not None:
+                fp.seek(known_meta[0])
+                syntax = UID(known_meta[1])
+            else:
+                read_preamble(fp, False)
+                syntax = UID(str(_read_file_meta_info(fp).get("TransferSyntaxUID", "")))
             if syntax == DeflatedExplicitVRLittleEndian:
                 # The stream must be inflated to be walked; pydicom does that as it reads.
                 return record_from_dataset(dcmread(path, stop_before_pixels=True))
@@ -147,7 +153,8 @@ def read_record(path: Path) -> InstanceRecord:
     if end != size:
         raise _undecodable("it is truncated" if end > size else "bytes follow its last element")
     ds = Dataset(elements)
-    ds.file_meta = FileMetaDataset(meta)
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = syntax
     ds.set_original_encoding(syntax.is_implicit_VR, syntax.is_little_endian, None)
     values = _RawValues(elements, ds)
     return _build_record(values.text, values.integer, str(syntax))

@@ -110,7 +110,13 @@ class InstanceStore:
             return IncomingFile(self.incoming_dir, header, self.reserve_bytes)
         partial = self.incoming_dir / f"{uuid.uuid4().hex}{PARTIAL_SUFFIX}"
         os.rename(self._temp_pool.take(), partial)
-        return IncomingFile(self.incoming_dir, header, self.reserve_bytes, path=partial)
+        return IncomingFile(
+            self.incoming_dir,
+            header,
+            self.reserve_bytes,
+            path=partial,
+            transfer_syntax_uid=transfer_syntax_uid,
+        )
 
     def _has_room(self, upcoming: int) -> bool:
         return shutil.disk_usage(self.incoming_dir).free - upcoming >= self.reserve_bytes
@@ -134,7 +140,12 @@ class InstanceStore:
             # synced file -> rename -> synced directory -> index row -> success.
             synced = self._syncer.submit(incoming.finish)
             try:
-                record = read_record(incoming.path)
+                record = read_record(
+                    incoming.path,
+                    (incoming.header_size, incoming.transfer_syntax_uid)
+                    if incoming.transfer_syntax_uid
+                    else None,
+                )
             finally:
                 temp_path = synced.result()
             if record.sop_class_uid != expected_sop_class_uid:
