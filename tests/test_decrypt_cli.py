@@ -30,8 +30,8 @@ def _kioskctl(tmp_path: Path, *args: str, stdin: str) -> subprocess.CompletedPro
     )
 
 
-@pytest.mark.parametrize("cipher", ["-aes256", "-aes128", "-des3"])
-def test_decrypt_openssl_file(tmp_path: Path, cipher: str) -> None:
+def _openssl_encrypt(tmp_path: Path, cipher: str = "-aes256") -> tuple[Path, Path]:
+    """A generated instance and its Secure DICOM File made by openssl cms (password)."""
     plain = make_instance(tmp_path)
     secure = tmp_path / "secure.p7m"
     subprocess.run(
@@ -54,6 +54,12 @@ def test_decrypt_openssl_file(tmp_path: Path, cipher: str) -> None:
         capture_output=True,
         timeout=60,
     )
+    return plain, secure
+
+
+@pytest.mark.parametrize("cipher", ["-aes256", "-aes128", "-des3"])
+def test_decrypt_openssl_file(tmp_path: Path, cipher: str) -> None:
+    plain, secure = _openssl_encrypt(tmp_path, cipher)
     out = tmp_path / "out.dcm"
     result = _kioskctl(
         tmp_path,
@@ -73,28 +79,7 @@ def test_decrypt_openssl_file(tmp_path: Path, cipher: str) -> None:
 
 
 def test_decrypt_wrong_password_is_a_clear_error(tmp_path: Path) -> None:
-    plain = make_instance(tmp_path)
-    secure = tmp_path / "secure.p7m"
-    subprocess.run(
-        [
-            "openssl",
-            "cms",
-            "-encrypt",
-            "-binary",
-            "-aes256",
-            "-pwri_password",
-            PASSWORD,
-            "-in",
-            str(plain),
-            "-outform",
-            "DER",
-            "-out",
-            str(secure),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
+    _, secure = _openssl_encrypt(tmp_path)
     out = tmp_path / "out.dcm"
     result = _kioskctl(
         tmp_path,
