@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.jobs.model import Job, JobState, Progress, UnknownJobError
-from appliance.store.sqlite_tx import immediate_transaction
+from appliance.store.sqlite_tx import immediate_transaction, open_writer
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -74,14 +74,8 @@ class JobStore:
     def __init__(self, path: Path, *, backoff_seconds: float = 30.0) -> None:
         self.path = path
         self.backoff_seconds = backoff_seconds
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(
-            path, timeout=30, check_same_thread=False, isolation_level=None
-        )
-        self._conn.row_factory = sqlite3.Row
-        self._conn.execute("PRAGMA journal_mode=WAL")
         # Job state changes are rare and must survive power loss: FULL, unlike the store index.
-        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn = open_writer(path, "FULL")
         self._lock = threading.Lock()
         with self._lock:
             self._conn.executescript(_SCHEMA)

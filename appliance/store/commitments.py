@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from appliance.store.sqlite_tx import immediate_transaction
+from appliance.store.sqlite_tx import immediate_transaction, open_writer
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS commitments (
@@ -152,13 +152,7 @@ class CommitmentStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(
-            path, timeout=30, check_same_thread=False, isolation_level=None
-        )
-        self._conn.row_factory = sqlite3.Row
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn = open_writer(path, "FULL")
         self._lock = threading.Lock()
         with self._lock:
             ensure_schema(self._conn)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from appliance.store.records import InstanceRecord
-from appliance.store.sqlite_tx import immediate_transaction
+from appliance.store.sqlite_tx import immediate_transaction, open_writer
 
 SCHEMA_VERSION = 1
 
@@ -123,10 +123,7 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     if readonly:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
     else:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
+        conn = open_writer(path, "NORMAL")
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA foreign_keys=ON")
     return conn

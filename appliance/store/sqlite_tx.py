@@ -1,4 +1,5 @@
-"""One shared way to write to SQLite: a serialised BEGIN IMMEDIATE transaction."""
+"""One shared way to write to SQLite: a writer connection and serialised BEGIN IMMEDIATE
+transactions on it."""
 
 from __future__ import annotations
 
@@ -6,6 +7,20 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import Literal
+
+
+def open_writer(path: Path, synchronous: Literal["NORMAL", "FULL"]) -> sqlite3.Connection:
+    """A WAL connection in autocommit mode, shareable between threads (callers hold a lock),
+    rows as sqlite3.Row. `synchronous` is FULL for state that must survive power loss, NORMAL
+    where the files on disk are the truth (the store index)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={synchronous}")
+    return conn
 
 
 @contextmanager
