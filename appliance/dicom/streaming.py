@@ -216,7 +216,21 @@ class WakingDUL(DULServiceProvider):
         self._waker = _Waker()
         self.to_provider_queue = self._waking_copy(self.to_provider_queue)
         self.event_queue = self._waking_copy(self.event_queue)
-        self.to_user_queue = _AssociationWakingQueue(self)
+
+    def wake_association_on_acse(self) -> None:
+        """Also wake the association's reactor when an A-RELEASE/A-ABORT arrives.
+
+        Only for `StreamingAssociation`, whose reactor skips the empty wake-up message: a
+        requestor association would take it for a missing DIMSE response while it waits in a
+        send_*() call.
+        """
+        waking = _AssociationWakingQueue(self)
+        while True:
+            try:
+                waking.put(self.to_user_queue.get_nowait())
+            except queue.Empty:
+                break
+        self.to_user_queue = waking
 
     def _waking_copy(self, old: queue.Queue[Any]) -> _WakingQueue:
         # The accepted connection has already queued its transport event (Evt5): keep it.
@@ -401,7 +415,9 @@ class StreamingRequestHandler(RequestHandler):
         assoc.__class__ = StreamingAssociation
         assoc.dimse = StreamingDIMSE(assoc, self.server.incoming_opener)
         assoc.dul.__class__ = WakingDUL
-        cast(WakingDUL, assoc.dul).install_wakeup()
+        dul = cast(WakingDUL, assoc.dul)
+        dul.install_wakeup()
+        dul.wake_association_on_acse()
         return assoc
 
 
