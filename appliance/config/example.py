@@ -56,6 +56,9 @@ EXAMPLE_VALUES: dict[str, Any] = {
     "printers.NAME.min_density": 20,
     "retrieve.destination_ae": "KIOSK_QR",
     "retention.max_age_hours": 720,
+    "importer.mwl_node": "pacs",
+    "importer.qr_node": "pacs",
+    "importer.default_destination": "pacs",
     "retention.high_watermark_percent": 90,
 }
 """Illustrative values for keys that have no default (required, or None meaning "derived")."""

@@ -109,6 +109,12 @@ class PathsConfig(_Section):
         return self.index if self.index is not None else self.var / "kiosk.sqlite"
 
     @property
+    def import_dir(self) -> Path:
+        """Staging of disc imports: one folder per import job (the disc's files as read, and
+        the reconciled instances that are forwarded)."""
+        return self.var / "import"
+
+    @property
     def run_dir(self) -> Path:
         """Run-time state the daemon publishes for `kioskctl status` (not persistent data)."""
         return self.var / "run"
@@ -505,6 +511,63 @@ class SecurityConfig(_Section):
     hospital; a job names them to let their private keys open the disc."""
 
 
+class ImportRuleConfig(_Section):
+    """When a detected disc is imported without waiting for the clerk."""
+
+    drive: str | None = None
+    """Only discs in this drive (by name in [drives]); unset: any drive."""
+
+    destination: str
+    """Registry node the instances are forwarded to."""
+
+    reconcile: Literal["mwl", "qr", "keep"] = "mwl"
+    """How identity is reconciled: a unique Modality Worklist match, a unique patient match
+    on the Q/R node, or the disc's own values unchanged ("keep"). Anything but exactly one
+    candidate leaves the job waiting for the clerk."""
+
+
+class ImporterConfig(_Section):
+    """Importing discs, ISO images and folders that patients bring in."""
+
+    udev: bool = True
+    """Follow udev for optical drives holding a data disc (off on machines without udev)."""
+
+    mwl_node: str | None = None
+    """Registry node of the Modality Worklist SCP used for reconciliation."""
+
+    qr_node: str | None = None
+    """Registry node queried (Patient/Study level C-FIND) for reconciliation."""
+
+    default_destination: str | None = None
+    """Registry node an import forwards to when the job names none."""
+
+    commitment_required: bool = True
+    """An import succeeds only when the destination committed every instance; off: a node
+    that refuses Storage Commitment is accepted once every C-STORE succeeded."""
+
+    keep_local_copy: bool = False
+    """Also put the reconciled instances into our own store."""
+
+    eject: bool = True
+    """Eject the disc when its import job ends."""
+
+    keep_staging_hours: float = Field(default=72.0, ge=0)
+    """How long a finished import's staging folder (the disc as read) is kept."""
+
+    max_file_mb: int = Field(default=4096, ge=1)
+    """Files larger than this on a disc are skipped (nothing in DICOM media needs more)."""
+
+    max_decompressed_ratio: float = Field(default=200.0, ge=1)
+    """A compressed object whose decoded size would exceed its stored size this many times is
+    treated as a decompression bomb and skipped."""
+
+    modifying_system: str = "KIOSK"
+    """Modifying System (0400,0563) recorded in Original Attributes Sequence on reconciliation."""
+
+    auto_import: list[ImportRuleConfig] = []
+    """Rules that import a detected disc at once (none: every disc waits for the clerk)."""
+
+
 class KioskConfig(_Section):
     """The whole effective configuration."""
 
@@ -553,6 +616,9 @@ class KioskConfig(_Section):
     security: SecurityConfig = SecurityConfig()
     """Encrypted discs: algorithms, password rules, recipient certificates."""
 
+    importer: ImporterConfig = ImporterConfig()
+    """Disc import: detection, reconciliation sources, forwarding."""
+
     @model_validator(mode="after")
     def _check_references(self) -> KioskConfig:
         for name, profile in self.profiles.items():
@@ -565,6 +631,23 @@ class KioskConfig(_Section):
         for index, rule in enumerate(self.auto_burn):
             if rule.profile not in self.profiles:
                 raise ValueError(f"auto_burn.{index}.profile: no profile named {rule.profile!r}")
+        for label, node in (
+            ("importer.mwl_node", self.importer.mwl_node),
+            ("importer.qr_node", self.importer.qr_node),
+            ("importer.default_destination", self.importer.default_destination),
+        ):
+            if node is not None and node not in self.nodes:
+                raise ValueError(f"{label}: no node named {node!r}")
+        for index, import_rule in enumerate(self.importer.auto_import):
+            if import_rule.destination not in self.nodes:
+                raise ValueError(
+                    f"importer.auto_import.{index}.destination: no node named "
+                    f"{import_rule.destination!r}"
+                )
+            if import_rule.drive is not None and import_rule.drive not in self.drives:
+                raise ValueError(
+                    f"importer.auto_import.{index}.drive: no drive named {import_rule.drive!r}"
+                )
         return self
 
     @property

@@ -1,0 +1,1 @@
+"""Disc import: read a disc, ISO image or folder tolerantly, reconcile identity, forward."""
