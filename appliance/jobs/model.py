@@ -11,10 +11,14 @@ from appliance.errors import KioskError
 
 
 class JobState(enum.StrEnum):
-    """queued -> running -> succeeded | failed | cancelled (running may go back to queued)."""
+    """queued -> running -> succeeded | failed | cancelled (running may go back to queued, or
+    wait for the clerk in awaiting_reconciliation and be queued again with their answer)."""
 
     QUEUED = "queued"
     RUNNING = "running"
+    AWAITING_RECONCILIATION = "awaiting_reconciliation"
+    """An import job read its disc and waits for the clerk to say whose it is; no runner
+    holds it."""
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -37,8 +41,17 @@ class JobCancelled(KioskError):  # noqa: N818 - it is a signal, not an error
     """Raised inside a runner when the operator cancelled the job."""
 
 
+class JobAwaitsInput(KioskError):  # noqa: N818 - it is a signal, not an error
+    """Raised inside a runner when the job cannot go on without a decision of the clerk; the
+    job goes to `awaiting_reconciliation` with its result (the question) kept."""
+
+
 class UnknownJobError(KioskError):
     """No job with that id."""
+
+
+class JobStateError(KioskError):
+    """The job is not in a state that allows what was asked."""
 
 
 @dataclass(slots=True)

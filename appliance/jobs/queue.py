@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from appliance.jobs.model import Job, JobState, Progress, UnknownJobError
+from appliance.jobs.model import Job, JobState, JobStateError, Progress, UnknownJobError
 from appliance.store.sqlite_tx import immediate_transaction, open_writer
 
 _SCHEMA = """
@@ -225,7 +225,35 @@ class JobStore:
                 (time.time(), job_id),
             )
 
+    def await_input(self, job_id: int, phase: str) -> None:
+        """A running job waits for the clerk: `awaiting_reconciliation`, no runner, its
+        attempt given back (waiting is not a failure)."""
+        with self._tx() as cur:
+            cur.execute(
+                "UPDATE jobs SET state = 'awaiting_reconciliation', progress = ?, error = NULL, "
+                "attempts = MAX(attempts - 1, 0) WHERE id = ? AND state = 'running'",
+                (Progress(phase=phase).to_json(), job_id),
+            )
+
     # -- operator actions ----------------------------------------------------------------------
+
+    def provide_input(self, job_id: int, params: dict[str, Any]) -> Job:
+        """The clerk answered a waiting job: its params are replaced and it is queued again.
+
+        Raises UnknownJobError, or JobStateError when the job is not waiting.
+        """
+        with self._tx() as cur:
+            cur.execute(
+                "UPDATE jobs SET state = 'queued', params = ?, next_attempt_at = 0 "
+                "WHERE id = ? AND state = 'awaiting_reconciliation'",
+                (json.dumps(params), job_id),
+            )
+            if not cur.rowcount:
+                row = cur.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+                if row is None:
+                    raise UnknownJobError(f"no job {job_id}")
+                raise JobStateError(f"job {job_id} is {row['state']}, not awaiting reconciliation")
+        return self.get(job_id)
 
     def cancel(self, job_id: int) -> Job:
         """Cancel: a queued job ends at once; a running one is asked to stop at a safe point."""
@@ -233,7 +261,7 @@ class JobStore:
             row = cur.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
             if row is None:
                 raise UnknownJobError(f"no job {job_id}")
-            if row["state"] == "queued":
+            if row["state"] in ("queued", "awaiting_reconciliation"):
                 cur.execute(
                     "UPDATE jobs SET state = 'cancelled', finished_at = ?, "
                     "cancel_requested = 1 WHERE id = ?",

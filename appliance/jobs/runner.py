@@ -9,7 +9,14 @@ from collections.abc import Callable
 from typing import Any
 
 from appliance.errors import KioskError
-from appliance.jobs.model import Job, JobCancelled, JobError, JobState, Progress
+from appliance.jobs.model import (
+    Job,
+    JobAwaitsInput,
+    JobCancelled,
+    JobError,
+    JobState,
+    Progress,
+)
 from appliance.jobs.queue import JobStore
 
 log = logging.getLogger(__name__)
@@ -146,6 +153,9 @@ class JobRunner:
         except JobCancelled:
             self.store.mark_cancelled(job.id)
             log.info("job %d cancelled", job.id)
+        except JobAwaitsInput as exc:
+            self.store.await_input(job.id, str(exc))
+            log.info("job %d waits for the clerk: %s", job.id, exc)
         except JobError as exc:
             state = self.store.fail(job.id, str(exc), retryable=exc.retryable)
             log.warning("job %d failed (%s): %s", job.id, state, exc)
