@@ -16,6 +16,7 @@ from appliance.config import KioskConfig, NodeConfig
 from appliance.errors import KioskError
 from appliance.jobs import JobStore
 from appliance.jobs.burn_request import BURN, BurnRequest, resolve_options
+from appliance.jobs.import_request import IMPORT, ImportRequest, PatientDecision
 from appliance.jobs.print_request import PrintRequest
 from appliance.jobs.runner import final_state
 from appliance.jobs.send_request import SEND, SendRequest
@@ -138,11 +139,16 @@ class Control:
         finally:
             store.close()
 
-    def deposit_password(self, password: str) -> str:
-        """Hand a disc password to the running daemon (memory only); returns the job's handle."""
+    def deposit_password(self, password: str, *, purpose: str = "encrypt") -> str:
+        """Hand a disc password to the running daemon (memory only); returns the job's handle.
+
+        `purpose` "encrypt" (a disc we burn) applies our strength policy; "open" (a disc we
+        import) only the DICOM repertoire."""
         from appliance.jobs.secrets import SOCKET_NAME, deposit_passwords
 
-        return deposit_passwords(self.config.paths.run_dir / SOCKET_NAME, [password])
+        return deposit_passwords(
+            self.config.paths.run_dir / SOCKET_NAME, [password], purpose=purpose
+        )
 
     def decrypt_file(self, source: Path, target: Path, password: str) -> dict[str, Any]:
         """Open one Secure DICOM File with a password (a tool for IT); what it was."""
@@ -294,6 +300,71 @@ class Control:
                 max_attempts=self.config.send.max_attempts,
             )
             return job.summary()
+        finally:
+            store.close()
+
+    # -- disc import -------------------------------------------------------------------------
+
+    def submit_import(self, request: ImportRequest) -> dict[str, Any]:
+        """Queue an import of a disc, ISO image or folder (nodes checked now)."""
+        destination = request.destination or self.config.importer.default_destination
+        if destination is None:
+            raise KioskError(
+                "an import needs a destination node (--dest, or [importer] default_destination)"
+            )
+        self._node(destination)
+        if request.reconcile == "qr":
+            qr_node = request.qr_node or self.config.importer.qr_node
+            if qr_node is None:
+                raise KioskError(
+                    "Q/R reconciliation needs a node (--qr NODE or [importer] qr_node)"
+                )
+            self._node(qr_node)
+        if request.reconcile == "mwl" and self.config.importer.mwl_node is None:
+            raise KioskError("worklist reconciliation needs [importer] mwl_node")
+        store = self._jobs()
+        try:
+            return store.submit(IMPORT, request.to_params(), max_attempts=3).summary()
+        finally:
+            store.close()
+
+    def scan_source(self, source: Path, *, password: str | None = None) -> dict[str, Any]:
+        """Read a disc, ISO image or folder into a scratch folder and summarise it; nothing
+        is imported and the scratch folder is removed."""
+        import tempfile
+
+        from appliance.importer.limits import ReadLimits
+        from appliance.importer.reading import scan_source
+        from appliance.media.secure import SecureFileReader
+
+        credentials = SecureFileReader(passwords=[password]) if password is not None else None
+        scratch_root = self.config.paths.import_dir
+        scratch_root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="scan-", dir=scratch_root) as scratch:
+            catalog = scan_source(
+                source, Path(scratch), ReadLimits.from_config(self.config.importer), credentials
+            )
+        summary = catalog.summary()
+        summary["skipped"] = [{"path": s.path, "reason": s.reason} for s in catalog.skipped]
+        return summary
+
+    def reconcile_import(self, job_id: int, decisions: list[PatientDecision]) -> dict[str, Any]:
+        """The clerk's decisions for an import waiting in `awaiting_reconciliation`; the job is
+        queued again and goes on with them."""
+        store = self._jobs()
+        try:
+            job = store.get(job_id)
+            if job.kind != IMPORT:
+                raise KioskError(f"job {job_id} is a {job.kind} job, not an import")
+            known = {p["key"] for p in job.result.get("summary", {}).get("patients", [])}
+            for decision in decisions:
+                if decision.patient not in known:
+                    raise KioskError(
+                        f"job {job_id} has no patient {decision.patient!r} "
+                        f"(known: {', '.join(sorted(known)) or 'none'})"
+                    )
+            request = ImportRequest.from_params(job.params).with_decisions(decisions)
+            return store.provide_input(job_id, request.to_params()).summary()
         finally:
             store.close()
 

@@ -27,6 +27,7 @@ from appliance.dicom.scu_session import (
     associated,
 )
 from appliance.dicom.services import ScpService
+from appliance.dicom.sop_classes import VERIFICATION
 from appliance.errors import KioskError
 from appliance.store.commitments import (
     CommitmentStore,
@@ -250,7 +251,9 @@ def request_commitment(
     Raises CommitmentRefusedError, AssociationFailedError, AssociationLostError.
     """
     handlers = [(evt.EVT_N_EVENT_REPORT, receiver.handle)]
-    contexts = [(STORAGE_COMMITMENT_PUSH, NATIVE_SYNTAXES)]
+    # Verification too: a node without Storage Commitment then still accepts the association
+    # and is reported as refusing commitment, not as unreachable.
+    contexts = [(STORAGE_COMMITMENT_PUSH, NATIVE_SYNTAXES), (VERIFICATION, NATIVE_SYNTAXES)]
     with associated(config, node, contexts, evt_handlers=handlers) as assoc:
         if accepted_context_id(assoc, STORAGE_COMMITMENT_PUSH) is None:
             raise CommitmentRefusedError(

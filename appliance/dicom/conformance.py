@@ -26,7 +26,7 @@ from pynetdicom import DEFAULT_TRANSFER_SYNTAXES
 from appliance import __version__
 from appliance.config.example import toml_value
 from appliance.config.schema import DicomConfig, StoreConfig
-from appliance.dicom import qr_conformance, statuses
+from appliance.dicom import mwl_conformance, qr_conformance, statuses
 from appliance.dicom.server import scp_contexts
 from appliance.dicom.sop_classes import VERIFICATION, storage_sop_classes
 from appliance.dicom.syntaxes import preference, supported_syntaxes
@@ -285,6 +285,16 @@ def storage_scu_fallback_table() -> str:
     return _table(qr_conformance.FALLBACK_HEADER, qr_conformance.fallback_rows())
 
 
+def mwl_scu_contexts_table() -> str:
+    """The presentation contexts a Modality Worklist query proposes."""
+    return _table(mwl_conformance.CONTEXT_HEADER, mwl_conformance.context_rows())
+
+
+def mwl_scu_keys_table() -> str:
+    """The keys of the Modality Worklist identifier the kiosk sends."""
+    return _table(mwl_conformance.KEY_HEADER, mwl_conformance.key_rows())
+
+
 BLOCKS: dict[str, Callable[[], str]] = {
     "media-profiles": media_profiles_table,
     "dicomdir-record-types": dicomdir_record_types_table,
@@ -302,6 +312,8 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "qr-scp-keys": qr_scp_keys_table,
     "qr-scp-statuses": qr_scp_statuses_table,
     "storage-scu-fallback": storage_scu_fallback_table,
+    "mwl-scu-contexts": mwl_scu_contexts_table,
+    "mwl-scu-keys": mwl_scu_keys_table,
 }
 """Every generated block of the statement, by marker name."""
 

@@ -6,6 +6,7 @@ CDROM_DRIVE_STATUS ioctl tells them apart, so the clerk can be told the right th
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 from enum import StrEnum
@@ -44,3 +45,26 @@ def tray_status(device: str) -> TrayStatus:
     finally:
         os.close(fd)
     return TrayStatus(_STATUS_BY_CODE.get(code, "unknown"))
+
+
+_CDROMEJECT: Final = 0x5309
+_CDROM_LOCKDOOR: Final = 0x5329
+
+
+def eject_device(device: str) -> bool:
+    """Open the tray of the drive at `device` (a disc that was imported); False when the
+    kernel refused (no such drive, tray locked by another process, not a CD-ROM device)."""
+    try:
+        fd = os.open(device, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return False
+    try:
+        # A drive locked by a reader that died would refuse to open: unlock first.
+        with contextlib.suppress(OSError):
+            fcntl.ioctl(fd, _CDROM_LOCKDOOR, 0)
+        fcntl.ioctl(fd, _CDROMEJECT)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return True

@@ -171,10 +171,11 @@ class JobRunner:
 
 
 def final_state(store: JobStore, job_id: int, timeout: float, poll: float = 0.2) -> Job:
-    """Wait until a job reaches a final state (for `--wait`); returns it or the job as is."""
+    """Wait until a job reaches a final state or waits for the clerk (for `--wait`); returns
+    it, or the job as it is when the timeout passed."""
     deadline = time.monotonic() + timeout
     job = store.get(job_id)
-    while job.state not in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED):
+    while not (job.state.final or job.state is JobState.AWAITING_RECONCILIATION):
         if time.monotonic() >= deadline:
             break
         time.sleep(poll)

@@ -12,8 +12,10 @@ job with it. Depositing before submitting means the burn runner can never claim 
 password is still on its way. Unclaimed deposits expire, and the vault is bounded, so a local
 client cannot grow the daemon's memory.
 
-Protocol: one JSON line each way. Request `{"passwords": ["..."]}`; reply `{"handle": "..."}`
-or `{"error": "..."}` (the password policy's message, never the password).
+Protocol: one JSON line each way. Request `{"passwords": ["..."], "purpose": "encrypt"}`; reply
+`{"handle": "..."}` or `{"error": "..."}` (the password policy's message, never the password).
+A password that opens a disc someone else wrote (`"purpose": "open"`, disc import) is held to the
+DICOM repertoire only: our strength policy is for the discs we write.
 """
 
 from __future__ import annotations
@@ -129,10 +131,17 @@ PasswordCheck = Callable[[str], object]
 class SecretServer:
     """Accepts deposits on `<run>/secrets.sock` for the life of the daemon."""
 
-    def __init__(self, path: Path, vault: SecretVault, check: PasswordCheck) -> None:
+    def __init__(
+        self,
+        path: Path,
+        vault: SecretVault,
+        check: PasswordCheck,
+        open_check: PasswordCheck | None = None,
+    ) -> None:
         self.path = path
         self.vault = vault
         self.check = check
+        self.open_check = open_check if open_check is not None else check
         self._sock: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -188,8 +197,10 @@ class SecretServer:
         try:
             request = json.loads(_read_line(conn))
             passwords = request["passwords"]
+            purpose = request.get("purpose", "encrypt")
             if (
-                not isinstance(passwords, list)
+                purpose not in ("encrypt", "open")
+                or not isinstance(passwords, list)
                 or not passwords
                 or not all(isinstance(p, str) for p in passwords)
             ):
@@ -197,9 +208,10 @@ class SecretServer:
         except (ValueError, KeyError, TypeError):
             _reply(conn, {"error": "malformed request"})
             return
+        check = self.check if purpose == "encrypt" else self.open_check
         try:
             for password in passwords:
-                self.check(password)
+                check(password)
             handle = self.vault.deposit(JobSecret(tuple(passwords)))
         except KioskError as exc:
             _reply(conn, {"error": str(exc)})
@@ -231,8 +243,13 @@ def _reply(conn: socket.socket, message: dict[str, str]) -> None:
     conn.sendall(json.dumps(message).encode() + b"\n")
 
 
-def deposit_passwords(path: Path, passwords: Sequence[str], *, timeout: float = _TIMEOUT) -> str:
+def deposit_passwords(
+    path: Path, passwords: Sequence[str], *, purpose: str = "encrypt", timeout: float = _TIMEOUT
+) -> str:
     """Client side: hand `passwords` to the daemon listening on `path`; return the handle.
+
+    `purpose` is "encrypt" (a disc we write: the strength policy applies) or "open" (a disc
+    we import: only the DICOM repertoire is checked).
 
     Raises SecretError with the daemon's reason (e.g. the password policy) or when no daemon
     answers.
@@ -241,7 +258,8 @@ def deposit_passwords(path: Path, passwords: Sequence[str], *, timeout: float = 
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(timeout)
             sock.connect(str(path))
-            sock.sendall(json.dumps({"passwords": list(passwords)}).encode() + b"\n")
+            message = {"passwords": list(passwords), "purpose": purpose}
+            sock.sendall(json.dumps(message).encode() + b"\n")
             reply = json.loads(_read_line(sock))
     except (OSError, ValueError):
         raise SecretError(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import datetime
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from pydicom.datadict import dictionary_VR, tag_for_keyword
@@ -60,6 +60,28 @@ class NewIdentity:
     other_patient_ids: tuple[OtherPatientID, ...] | None = None
     """Replaces Other Patient IDs Sequence; an empty tuple removes it."""
     accession_number: str | None = None
+    requested_procedure_id: str | None = None
+    """Requested Procedure ID (0040,1001) of the local order (e.g. from the worklist item)."""
+    requested_procedure_description: str | None = None
+    """Requested Procedure Description (0032,1060) of the local order."""
+
+    @property
+    def names_a_request(self) -> bool:
+        """True if a requested procedure value is given (the request attributes change)."""
+        return self.requested_procedure_id is not None or (
+            self.requested_procedure_description is not None
+        )
+
+
+# Where the requested procedure goes. In composite IODs PS3.3 defines both attributes only inside
+# Request Attributes Sequence (0040,0275) (General Series, Request Attributes Macro, Table 10-9);
+# at the top level they belong to the worklist and MPPS, and appear in images only as a
+# modality's standard extended attributes. So: the sequence is (re)written, holding ONE item for
+# the local order, and top-level copies are replaced only where the data set already has them,
+# so that no stale foreign value contradicts the sequence. The foreign items are not edited in
+# place: they describe the other hospital's order (its Scheduled Procedure Step IDs, codes), which
+# means nothing here; the whole old sequence is kept in Original Attributes Sequence instead.
+_REQUEST_TOP_LEVEL = ("RequestedProcedureID", "RequestedProcedureDescription")
 
 
 def _now() -> datetime.datetime:
@@ -101,6 +123,34 @@ def _validated(values: NewIdentity) -> dict[str, object]:
             )
             items.append(item)
         new["OtherPatientIDsSequence"] = Sequence(items)
+    if values.requested_procedure_id is not None:
+        new["RequestedProcedureID"] = check_sh(
+            "RequestedProcedureID", values.requested_procedure_id
+        )
+    if values.requested_procedure_description is not None:
+        new["RequestedProcedureDescription"] = check_lo(
+            "RequestedProcedureDescription", values.requested_procedure_description
+        )
+    return new
+
+
+def _request_item(new: dict[str, object], names_a_request: bool) -> Sequence | None:
+    """The Request Attributes Sequence for the local order, or None if no request is given."""
+    if not names_a_request:
+        return None
+    item = Dataset()
+    for keyword in ("AccessionNumber", *_REQUEST_TOP_LEVEL):
+        value = new.get(keyword)
+        if isinstance(value, str) and value:
+            setattr(item, keyword, value)
+    return Sequence([item])
+
+
+def _applied(static: dict[str, object], request: Sequence | None, ds: Dataset) -> dict[str, object]:
+    """The keyword -> value pairs to apply to this data set (see _REQUEST_TOP_LEVEL)."""
+    new = {k: v for k, v in static.items() if k not in _REQUEST_TOP_LEVEL or k in ds}
+    if request is not None:
+        new["RequestAttributesSequence"] = request
     return new
 
 
@@ -172,23 +222,38 @@ class Reidentifier:
         clock: Callable[[], datetime.datetime] = _now,
     ) -> None:
         self._new = _validated(values)
+        self._request = _request_item(self._new, values.names_a_request)
         self._reason = _required("reason", check_cs("reason", reason))
         self._system = _required("modifying_system", check_lo("modifying_system", modifying_system))
         self._source = check_lo("source_of_previous_values", source_of_previous_values)
         self._needs_utf8 = not all(is_ascii(t) for t in _texts(self._new))
         self._clock = clock
 
-    def __call__(self, ds: Dataset) -> Dataset:
-        """Replace the identity attributes of ds (in place) and return it."""
-        changed = [k for k, v in self._new.items() if not _same(ds, k, v)]
-        if not changed:
+    def switches_to_utf8(self, ds: Dataset) -> bool:
+        """True if applying the values to ds changes its Specific Character Set to UTF-8."""
+        return self._needs_utf8 and ds.get("SpecificCharacterSet") != UTF8_CHARSET
+
+    def __call__(self, ds: Dataset, *, also_modified: Iterable[DataElement] = ()) -> Dataset:
+        """Replace the identity attributes of ds (in place) and return it.
+
+        `also_modified`: top-level elements the caller has already replaced in ds (e.g. UIDs
+        remapped on import), with their previous values; they are recorded in the same Original
+        Attributes item. If they hold text that is still raw, the caller decodes it before
+        replacing them when `switches_to_utf8(ds)` is true.
+        """
+        new = _applied(self._new, self._request, ds)
+        changed = [k for k, v in new.items() if not _same(ds, k, v)]
+        extra = list(also_modified)
+        if not changed and not extra:
             return ds  # nothing replaced: no Original Attributes item to record
-        if self._needs_utf8 and ds.get("SpecificCharacterSet") != UTF8_CHARSET:
+        if changed and self.switches_to_utf8(ds):
             _decode_everything(ds)
             # UTF-8 can hold any value already in the data set, so switching never loses text.
             ds.SpecificCharacterSet = UTF8_CHARSET
 
         modified = Dataset()
+        for element in extra:
+            modified[element.tag] = element
         for keyword in changed:
             modified[keyword] = _old_element(ds, keyword)
         if "PatientID" in changed and "IssuerOfPatientID" not in changed:
@@ -204,7 +269,7 @@ class Reidentifier:
         record.ModifiedAttributesSequence = Sequence([modified])
 
         for keyword in changed:
-            value = self._new[keyword]
+            value = new[keyword]
             if isinstance(value, Sequence) and len(value) == 0:
                 if keyword in ds:
                     delattr(ds, keyword)

@@ -346,6 +346,9 @@ def build_parser() -> argparse.ArgumentParser:
     from appliance.apps.kioskctl.print_commands import register as register_print
 
     register_print(sub)
+    from appliance.apps.kioskctl.import_commands import register as register_import
+
+    register_import(sub)
     return parser
 
 

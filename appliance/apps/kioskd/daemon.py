@@ -14,16 +14,21 @@ from appliance.apps.kioskd.network import NetworkWork
 from appliance.config import KioskConfig
 from appliance.dicom.qr_scp import qr_service
 from appliance.dicom.server import DicomServer
+from appliance.drives.udev_watch import DiscWatcher
+from appliance.errors import KioskError
 from appliance.jobs import JobStore
 from appliance.jobs.autoburn import AutoBurner
 from appliance.jobs.burn import BurnHandler, burn_recovery
 from appliance.jobs.burn_request import BURN
+from appliance.jobs.disc_intake import DiscIntake
 from appliance.jobs.drives_wiring import build_drives
+from appliance.jobs.import_job import prune_workspaces
 from appliance.jobs.print_job import build_print_runners, print_recovery
 from appliance.jobs.print_request import PRINT
 from appliance.jobs.runner import JobRunner
 from appliance.jobs.secrets import PROCESS_VAULT, SOCKET_NAME, SecretServer
 from appliance.media.secure import PasswordPolicy
+from appliance.media.secure.password import password_bytes
 from appliance.service.runstate import clear_runstate, write_runstate
 from appliance.service.sdnotify import Notifier, watchdog_interval
 from appliance.store import InstanceStore, StoreIndex
@@ -49,8 +54,9 @@ class Daemon:
         self.store = InstanceStore(
             paths.store_dir, self.index, config.store.free_space_reserve_mb * 1024 * 1024
         )
-        # Retrieve/send runners per node, commitment reports on the listener, retention.
-        self.network = NetworkWork(config, self.index)
+        drives = build_drives(config)
+        # Retrieve/send runners per node, the import runner, commitment reports, retention.
+        self.network = NetworkWork(config, self.index, drives)
         # Q/R SCP: C-FIND and C-MOVE over the index, sub-operations through the Storage SCU.
         services = [*self.network.services, qr_service(config)]
         self.server = DicomServer(config, self.store, services=services)
@@ -59,7 +65,7 @@ class Daemon:
             JobRunner(
                 self.jobs, f"drive-{name}", {BURN: BurnHandler(config, name, drive)}, resource=name
             )
-            for name, drive in build_drives(config).items()
+            for name, drive in drives.items()
         ]
         # One queue per printer; a print never waits for a burn or a reception.
         self.runners += build_print_runners(config)
@@ -69,8 +75,16 @@ class Daemon:
             config.paths.run_dir / SOCKET_NAME,
             PROCESS_VAULT,
             PasswordPolicy(security.password_min_length, security.password_min_classes).check,
+            open_check=password_bytes,
         )
         self.runners += self.network.runners
+        # Discs put into a drive become import jobs (udev: coldplug, then follow).
+        self.watcher: DiscWatcher | None = None
+        if config.importer.udev:
+            intake = DiscIntake(
+                config, self.network.jobs, lambda _job: self.network.import_runner.wake()
+            )
+            self.watcher = DiscWatcher(intake)
         self.quiet = StudyQuietMonitor(
             self.index,
             config.store.study_quiet_seconds,
@@ -97,6 +111,9 @@ class Daemon:
         policies = {BURN: burn_recovery(self.config), PRINT: print_recovery(self.config)}
         for job_id, outcome in self.jobs.recover(policies):
             log.warning("job %d was running when kioskd stopped: %s", job_id, outcome)
+        pruned = prune_workspaces(self.config, self.jobs)
+        if pruned:
+            log.info("removed %d finished import staging folder(s)", pruned)
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
         self.server.start()
@@ -105,6 +122,7 @@ class Daemon:
         for runner in self.runners:
             runner.start()
         self.network.start()
+        self._start_watcher()
         self.notifier.ready(f"listening on port {self.server.port}")
         log.info("kioskd %s ready (pid %d)", __version__, os.getpid())
         watchdog = watchdog_interval()
@@ -118,8 +136,20 @@ class Daemon:
             self._shutdown()
         return 0
 
+    def _start_watcher(self) -> None:
+        if self.watcher is None:
+            return
+        try:
+            self.watcher.start()
+        except (OSError, ImportError, KioskError) as exc:
+            # A machine without udev (a container, a test VM) still serves everything else.
+            log.warning("not following udev for discs: %s", exc)
+            self.watcher = None
+
     def _shutdown(self) -> None:
         self.notifier.stopping()
+        if self.watcher is not None:
+            self.watcher.stop()
         log.info(
             "stopping: no new associations; draining %d open association(s)",
             self.server.active_associations(),

@@ -1,10 +1,11 @@
-"""kioskd's network work: retrieve and send runners, commitment reports, retention.
+"""kioskd's network work: retrieve, send and import runners, commitment reports, retention.
 
 - One runner per registry node takes that node's retrieve and send jobs in turn (jobs are
   submitted with `resource` = node name), so a slow PACS never holds up another node. The
   runners share a `DeferringJobStore` whose back-off is `retrieve.retry_delay_seconds`.
+- One runner takes import jobs (discs, ISO images, folders), which end with a send too.
 - The listener gets a service accepting Storage Commitment reports; a settled transaction wakes
-  its parked send job.
+  its parked send or import job.
 - Retention runs every `retention.check_interval_seconds` when a policy is configured; studies
   that queued or running jobs name are spared.
 """
@@ -18,10 +19,15 @@ from typing import Any
 from appliance.config import KioskConfig
 from appliance.dicom.commitment import ReportReceiver, commitment_service
 from appliance.dicom.services import ScpService
+from appliance.drives.base import OpticalDrive
+from appliance.jobs.commitment_flow import CommitmentFlow
 from appliance.jobs.deferral import DeferringJobStore
+from appliance.jobs.import_job import ImportHandler
+from appliance.jobs.import_request import IMPORT
 from appliance.jobs.model import JobState
 from appliance.jobs.retrieve import RETRIEVE, RetrieveHandler
 from appliance.jobs.runner import JobHandler, JobRunner
+from appliance.jobs.secrets import PROCESS_VAULT
 from appliance.jobs.send import SendHandler
 from appliance.jobs.send_request import SEND
 from appliance.store import StoreIndex
@@ -48,7 +54,12 @@ def studies_in_use(jobs: DeferringJobStore) -> set[str]:
 class NetworkWork:
     """The runners, listener service and periodic retention of network jobs."""
 
-    def __init__(self, config: KioskConfig, index: StoreIndex) -> None:
+    def __init__(
+        self,
+        config: KioskConfig,
+        index: StoreIndex,
+        drives: dict[str, OpticalDrive] | None = None,
+    ) -> None:
         self.config = config
         path = config.paths.index_file
         self.jobs = DeferringJobStore(path, backoff_seconds=config.retrieve.retry_delay_seconds)
@@ -61,6 +72,12 @@ class NetworkWork:
         self.runners = [
             JobRunner(self.jobs, f"node-{name}", handlers, resource=name) for name in config.nodes
         ]
+        # Imports: one runner (reading a disc is the slow part; one drive is read at a time).
+        flow = CommitmentFlow(config, self.commitments, self.receiver)
+        self.import_runner = JobRunner(
+            self.jobs, "import", {IMPORT: ImportHandler(config, flow, PROCESS_VAULT, drives)}
+        )
+        self.runners.append(self.import_runner)
         policy = RetentionPolicy.from_config(config.retention)
         self.retention: Retention | None = None
         if policy.active:

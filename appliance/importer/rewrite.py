@@ -1,0 +1,521 @@
+"""Rewrite one imported instance with the local identity, at close to copy speed.
+
+How a staged instance becomes the file that is forwarded:
+
+1. The element structure of the whole data set is walked (headers only, `dataset_layout`), so a
+   damaged file fails here, before anything is written.
+2. Only the part of the data set that can change is decoded: with UIDs kept, the elements up to
+   group 0400 (everything identity, request and Original Attributes lives there); with new
+   UIDs, or when the character set must change, everything before Pixel Data.
+3. The identity (`Reidentifier`: new values, the old ones in Original Attributes Sequence
+   (0400,0561) with Modifying System, date/time and reason COERCE) and the UID plan are applied,
+   and that part is encoded again in the data set's own transfer syntax.
+4. A fresh File Meta (our implementation identifiers, Media Storage SOP Instance UID = the new
+   SOP Instance UID) is written, then the kernel copies the rest of the data set unchanged
+   (copy_file_range, sendfile, else a buffered copy): pixel data is never decoded.
+
+Copying the rest unchanged is safe because nothing we change lives there: the elements follow in
+ascending tag order, so the re-encoded part ends exactly where the copied part begins, and the
+copied part holds only tags above what we modify. It is not safe in three cases, which are
+decoded and encoded whole instead (`method="full"`): the top-level tags are out of order (pydicom
+sorts them on writing); the character set switches to UTF-8 and elements other than pixel data
+and trailing padding follow the pixel data (their text would be read with the new character
+set); new UIDs are asked for and such elements contain one of the renamed UIDs. Digital
+Signatures (FFFA,FFFA) after the pixel data are kept as they are: they no longer verify over the
+changed attributes, which is what a signature is for; Original Attributes Sequence says why.
+
+Deflated Explicit VR Little Endian cannot be split (the bytes of the data set are one zlib
+stream), so such data sets are inflated, decoded whole, and deflated again (`method="deflate"`);
+they are rare on discs and small (deflate is not used for pixel data).
+
+The output is written under a temporary name in the destination folder and renamed into place,
+so a failure never leaves a partial file (no fsync: staging is not the durable store).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import errno
+import mmap
+import os
+import re
+import shutil
+import uuid
+import zlib
+from dataclasses import dataclass, field
+from io import BytesIO
+from pathlib import Path
+from typing import Literal
+
+from pydicom.charset import default_encoding
+from pydicom.datadict import keyword_for_tag
+from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.dataset import Dataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filereader import read_dataset
+from pydicom.filewriter import write_data_element, write_dataset
+from pydicom.multival import MultiValue
+from pydicom.sequence import Sequence
+
+from appliance.config.schema import ImporterConfig
+from appliance.errors import InvalidUIDError
+from appliance.importer.dataset_layout import (
+    DEFLATED,
+    IMPLICIT_VR_LE,
+    PIXEL_TAGS,
+    TRAILING_PADDING,
+    Buffer,
+    Layout,
+    encoding_of,
+    find_dataset_offset,
+    scan_layout,
+)
+from appliance.importer.rewrite_errors import RewriteError, RewriteOutputError
+from appliance.importer.uid_plan import UidPlan, remap_uids
+from appliance.media.identity_errors import IdentityTransformError
+from appliance.media.reidentify import REASON_COERCE, NewIdentity, Reidentifier
+from appliance.store.incoming import encode_file_meta
+from appliance.store.layout import validate_uid
+
+KEEP_UIDS_BOUNDARY = 0x04010000
+"""First tag after every attribute the identity changes (patient 0010, request 0040 and 0032,
+Specific Character Set and Instance Coercion DateTime 0008, Original Attributes 0400): with UIDs
+kept, elements from here on are copied undecoded (functional groups, overlays, pixel data)."""
+
+Method = Literal["header", "full", "deflate"]
+
+_LO_MAX = 64
+_NOT_IN_LO = re.compile(r"[\x00-\x1f\x7f\\]")
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC).astimezone()
+
+
+@dataclass(frozen=True, slots=True)
+class ImportIdentity:
+    """The identity to apply to one patient's instances, and how the change is recorded.
+
+    Values are validated when it is built, so a typing mistake fails before any file is
+    rewritten. One object stands for one decision: every instance rewritten with it gets the
+    same Attribute Modification DateTime.
+    """
+
+    values: NewIdentity
+    """The new values (None fields are left as on the disc)."""
+    modifying_system: str
+    """Modifying System (0400,0563): `[importer] modifying_system`."""
+    source_of_previous_values: str = ""
+    """Source of Previous Values (0400,0564): the disc's institution or issuer when known (see
+    `source_of_previous_values`); empty if unknown (the attribute is Type 2)."""
+    reason: str = REASON_COERCE
+    """Reason for the Attribute Modification (0400,0565): COERCE for reconciliation on import."""
+    modified_at: datetime.datetime = field(default_factory=_now)
+    """Attribute Modification DateTime (0400,0562) and Instance Coercion DateTime (0008,0015)."""
+    reidentifier: Reidentifier = field(init=False, repr=False, compare=False)
+    """The transform built from the fields above."""
+
+    def __post_init__(self) -> None:
+        moment = self.modified_at
+        object.__setattr__(
+            self,
+            "reidentifier",
+            Reidentifier(
+                self.values,
+                reason=self.reason,
+                modifying_system=self.modifying_system,
+                source_of_previous_values=self.source_of_previous_values,
+                clock=lambda: moment,
+            ),
+        )
+
+    @classmethod
+    def from_config(
+        cls, values: NewIdentity, config: ImporterConfig, *, source_of_previous_values: str = ""
+    ) -> ImportIdentity:
+        """Reconciliation values with the configured modifying system and reason COERCE."""
+        return cls(values, config.modifying_system, source_of_previous_values)
+
+
+def source_of_previous_values(ds: Dataset) -> str:
+    """What to record as Source of Previous Values for an instance from a disc: its Institution
+    Name, else its Issuer of Patient ID, else "" (made to fit LO)."""
+    for keyword in ("InstitutionName", "IssuerOfPatientID"):
+        value = ds.get(keyword)
+        values = list(value) if isinstance(value, MultiValue) else [value]
+        joined = " ".join(str(v) for v in values if v)
+        text = _NOT_IN_LO.sub(" ", joined).strip()[:_LO_MAX].strip()
+        if text:
+            return text
+    return ""
+
+
+@dataclass(frozen=True, slots=True)
+class RewriteResult:
+    """What `rewrite_instance` wrote."""
+
+    path: Path
+    """The output file."""
+    sop_class_uid: str
+    sop_instance_uid: str
+    """The instance's UID in the output (new if the plan renames it)."""
+    study_instance_uid: str
+    series_instance_uid: str
+    original_sop_instance_uid: str
+    """The SOP Instance UID on the disc."""
+    transfer_syntax_uid: str
+    """The output's transfer syntax: always the input's."""
+    size: int
+    """Bytes of the output file."""
+    changed: tuple[str, ...]
+    """Keywords of the top-level attributes whose value changed (empty: the data set is as on
+    the disc; only the File Meta is ours)."""
+    method: Method
+    """"header": only the header was re-encoded; "full" / "deflate": decoded and encoded whole."""
+
+
+def rewrite_instance(
+    src: Path,
+    dst: Path,
+    *,
+    data_set_offset: int | None,
+    transfer_syntax_uid: str,
+    identity: ImportIdentity | None,
+    uid_plan: UidPlan,
+    source_ae: str | None,
+) -> RewriteResult:
+    """Write `dst`, a PS3.10 file of the instance in `src` with `identity` and `uid_plan` applied.
+
+    - `data_set_offset`: where the data set starts in `src` (after the File Meta, or 0 for a
+      bare data set); None finds it (after the File Meta if the file has 'DICM', else 0).
+    - `transfer_syntax_uid`: the data set's encoding as the reader determined it; the output
+      keeps it (written in the new File Meta).
+    - `identity`: None leaves the identity as it is (only UIDs may change, then an identity is
+      needed to record who changed them).
+    - `source_ae`: Source Application Entity Title (0002,0016) for the new File Meta; None or
+      "" leaves it out.
+
+    Raises RewriteError if the instance cannot be rewritten (RewriteOutputError if `dst` cannot
+    be written); no file is left at `dst` or beside it then. Messages never hold patient data.
+    """
+    if uid_plan.renames and identity is None:
+        raise ValueError("new UIDs need an ImportIdentity to record the modification")
+    name = src.name
+    try:
+        fd = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise RewriteError(f"{name}: cannot be opened ({exc.strerror})") from None
+    try:
+        size = os.fstat(fd).st_size
+        if size == 0:
+            raise RewriteError(f"{name}: is empty")
+        with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as view:
+            offset = data_set_offset
+            if offset is None:
+                offset = find_dataset_offset(view, name)
+            if not 0 <= offset < size:
+                raise RewriteError(f"{name}: holds no data set after its File Meta")
+            if transfer_syntax_uid == DEFLATED:
+                return _rewrite_deflated(view, offset, dst, name, identity, uid_plan, source_ae)
+            return _rewrite_split(
+                view, fd, offset, dst, name, transfer_syntax_uid, identity, uid_plan, source_ae
+            )
+    finally:
+        os.close(fd)
+
+
+# -- the two ways ----------------------------------------------------------------------------------
+
+
+def _rewrite_split(
+    view: mmap.mmap,
+    fd: int,
+    offset: int,
+    dst: Path,
+    name: str,
+    syntax: str,
+    identity: ImportIdentity | None,
+    plan: UidPlan,
+    source_ae: str | None,
+) -> RewriteResult:
+    implicit, little = encoding_of(syntax)
+    try:
+        layout = scan_layout(view, offset, syntax, name)
+    except RewriteError as damaged:
+        if implicit or not little:
+            raise
+        # Some writers put an Implicit VR data set under an explicit (often encapsulated) syntax
+        # in the File Meta. If that is what we have, decode it as such and write it in the
+        # syntax the meta names, which the pixel data (encapsulated or not) matches.
+        try:
+            layout = scan_layout(view, offset, IMPLICIT_VR_LE, name)
+        except RewriteError:
+            raise damaged from None
+        ds = _parse(view[offset:], True, True, name)
+        method: Method = "full"
+        split = layout.size
+        source = None  # decoded in another encoding than it is written in: encode it all
+    else:
+        split, ds, method = _decode_header(view, layout, implicit, little, identity, plan, name)
+        source = (view, layout)
+    original_uid = _check_uids(ds, name, "on the disc")[1]
+    changed = _apply(ds, identity, plan)
+    sop_class, sop_uid, study_uid, series_uid = _check_uids(ds, name, "after the rewrite")
+    body = _encode(ds, implicit, little, name, source)
+    meta = encode_file_meta(sop_class, sop_uid, syntax, source_ae or "")
+    written = _write_output(dst, meta + body, fd, split, layout.size - split)
+    return RewriteResult(
+        dst, sop_class, sop_uid, study_uid, series_uid, original_uid, syntax, written,
+        changed, method,
+    )  # fmt: skip
+
+
+def _decode_header(
+    view: mmap.mmap,
+    layout: Layout,
+    implicit: bool,
+    little: bool,
+    identity: ImportIdentity | None,
+    plan: UidPlan,
+    name: str,
+) -> tuple[int, Dataset, Method]:
+    """Decode as little of the data set as the change needs: (split offset, data set, method);
+    the bytes from the split offset to the end are copied unchanged."""
+    offset = layout.dataset_offset
+    pixel_start = layout.pixel_start
+    split = (
+        pixel_start
+        if plan.renames
+        else min(layout.first_at_or_after(KEEP_UIDS_BOUNDARY), pixel_start)
+    )
+    ds = _parse(view[offset:split], implicit, little, name)
+    switches = identity is not None and identity.reidentifier.switches_to_utf8(ds)
+    if switches and split < pixel_start:
+        split = pixel_start  # every text before the pixel data must be decoded and re-encoded
+        ds = _parse(view[offset:split], implicit, little, name)
+    if _needs_full_decode(view, layout, split, switches, plan):
+        return layout.size, _parse(view[offset:], implicit, little, name), "full"
+    return split, ds, "header"
+
+
+def _needs_full_decode(
+    view: Buffer, layout: Layout, split: int, switches: bool, plan: UidPlan
+) -> bool:
+    """True if the copied tail cannot be copied as it is (see the module docstring)."""
+    if not layout.ascending:
+        return True
+    extra = [
+        e
+        for e in layout.from_offset(split)
+        if e.tag not in PIXEL_TAGS and e.tag != TRAILING_PADDING
+    ]
+    if split < layout.pixel_start or not extra:
+        return False  # the tail starts beyond everything we change, or is only pixel data
+    if switches:
+        return True
+    return any(plan.mentions(view[e.start : e.end]) for e in extra)
+
+
+def _rewrite_deflated(
+    view: mmap.mmap,
+    offset: int,
+    dst: Path,
+    name: str,
+    identity: ImportIdentity | None,
+    plan: UidPlan,
+    source_ae: str | None,
+) -> RewriteResult:
+    try:
+        inflater = zlib.decompressobj(-zlib.MAX_WBITS)  # raw deflate, no zlib header (PS3.5 A.5)
+        data = inflater.decompress(view[offset:])
+    except zlib.error:
+        raise RewriteError(f"{name}: the deflated data set cannot be inflated") from None
+    if not inflater.eof:
+        raise RewriteError(f"{name}: the deflated data set is truncated")
+    scan_layout(data, 0, "1.2.840.10008.1.2.1", name)  # structure check of the inflated bytes
+    ds = _parse(data, False, True, name)
+    del data
+    original_uid = _check_uids(ds, name, "on the disc")[1]
+    changed = _apply(ds, identity, plan)
+    sop_class, sop_uid, study_uid, series_uid = _check_uids(ds, name, "after the rewrite")
+    deflater = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -zlib.MAX_WBITS)
+    body = deflater.compress(_encode(ds, False, True, name)) + deflater.flush()
+    meta = encode_file_meta(sop_class, sop_uid, DEFLATED, source_ae or "")
+    written = _write_output(dst, meta + body, None, 0, 0)
+    return RewriteResult(
+        dst, sop_class, sop_uid, study_uid, series_uid, original_uid, DEFLATED, written,
+        changed, "deflate",
+    )  # fmt: skip
+
+
+# -- decoding, applying, encoding ------------------------------------------------------------------
+
+
+def _parse(data: bytes, implicit: bool, little: bool, name: str) -> Dataset:
+    try:
+        return read_dataset(BytesIO(data), implicit, little)
+    except Exception as exc:  # pydicom raises many types on damaged input
+        raise RewriteError(
+            f"{name}: the data set cannot be decoded ({type(exc).__name__})"
+        ) from None
+
+
+def _encode(
+    ds: Dataset,
+    implicit: bool,
+    little: bool,
+    name: str,
+    source: tuple[Buffer, Layout] | None = None,
+) -> bytes:
+    """ds encoded in the given encoding. With `source` (the layout of the bytes ds was decoded
+    from, in the same encoding), elements that were never touched are copied as they were
+    encoded there instead of being encoded again: most of the header, at memcpy cost."""
+    fp = DicomBytesIO()
+    fp.is_implicit_VR = implicit
+    fp.is_little_endian = little
+    try:
+        if source is None or ds.original_character_set != ds._character_set:
+            write_dataset(fp, ds)  # text must be re-encoded in the new character set
+        else:
+            _splice(fp, ds, source)
+    except Exception as exc:  # a value pydicom cannot encode (e.g. text outside the charset)
+        raise RewriteError(
+            f"{name}: the data set cannot be encoded ({type(exc).__name__})"
+        ) from None
+    return fp.getvalue()
+
+
+def _splice(fp: DicomBytesIO, ds: Dataset, source: tuple[Buffer, Layout]) -> None:
+    """What write_dataset does, but with untouched elements copied from the source bytes."""
+    view, layout = source
+    ranges = {e.tag: e for e in layout.elements}
+    charset = ds.get("SpecificCharacterSet", default_encoding)
+    for tag in sorted(ds.keys()):
+        if tag.element == 0 and tag.group > 6:
+            continue  # retired group lengths: wrong once a value changes (PS3.5 7.2)
+        elem = ds.get_item(tag)
+        where = ranges.get(tag)
+        if isinstance(elem, RawDataElement) and where is not None:
+            fp.write(view[where.start : where.end])
+        else:
+            write_data_element(fp, ds[tag], charset)
+
+
+def _check_uids(ds: Dataset, name: str, where: str) -> tuple[str, str, str, str]:
+    """SOP Class, SOP Instance, Study and Series Instance UIDs, each a valid UID."""
+    found = []
+    for keyword in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"):
+        try:
+            found.append(validate_uid(ds.get(keyword), keyword))
+        except InvalidUIDError as exc:
+            raise RewriteError(f"{name}: {exc} {where}") from None
+    return found[0], found[1], found[2], found[3]
+
+
+def _apply(ds: Dataset, identity: ImportIdentity | None, plan: UidPlan) -> tuple[str, ...]:
+    """Apply the UID plan and the identity to ds in place; the keywords of what changed."""
+    charset = ds.get("SpecificCharacterSet")
+    history = ds.get("OriginalAttributesSequence")
+    recorded = len(history) if isinstance(history, Sequence) else 0
+    if identity is None:
+        return ()
+    reidentifier = identity.reidentifier
+    if plan.renames and reidentifier.switches_to_utf8(ds):
+        # Copies of changed sequences are taken before the switch: decode them with the
+        # character set they were written in.
+        ds.walk(lambda _ds, _elem: None)
+    try:
+        previous = remap_uids(ds, plan)
+        reidentifier(ds, also_modified=previous)
+    except IdentityTransformError as exc:
+        raise RewriteError(str(exc)) from None
+    history = ds.get("OriginalAttributesSequence")
+    if not isinstance(history, Sequence) or len(history) == recorded:
+        return ()
+    changed: list[str] = []
+    for old in history[-1].ModifiedAttributesSequence[0]:
+        new = ds.get(old.tag)
+        if old.VR != "SQ" and _text(new) == _text(old):
+            continue  # recorded for context only (the issuer of a replaced Patient ID)
+        changed.append(keyword_for_tag(old.tag) or str(old.tag))
+    if ds.get("SpecificCharacterSet") != charset:
+        changed.append("SpecificCharacterSet")
+    changed += ["InstanceCoercionDateTime", "OriginalAttributesSequence"]
+    return tuple(sorted(set(changed)))
+
+
+def _text(elem: DataElement | None) -> str:
+    """An element's value as text; absent and empty are the same."""
+    return "" if elem is None or elem.value is None else str(elem.value)
+
+
+# -- writing ---------------------------------------------------------------------------------------
+
+_FALLBACK_ERRNOS = frozenset({errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP})
+
+
+def _write_output(dst: Path, head: bytes, src_fd: int | None, offset: int, count: int) -> int:
+    """Write `head` then `count` bytes of `src_fd` from `offset` under a temporary name, then
+    rename to `dst`; return the size. Nothing is left behind on failure."""
+    temp = dst.with_name(f".{dst.name}.{uuid.uuid4().hex}.part")
+    try:
+        out = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
+    except OSError as exc:
+        raise RewriteOutputError(f"{dst.name}: cannot be created ({exc.strerror})") from None
+    try:
+        try:
+            view = memoryview(head)
+            while view:
+                view = view[os.write(out, view) :]
+            if src_fd is not None and count:
+                _copy_range(src_fd, out, offset, count)
+        finally:
+            os.close(out)
+        os.replace(temp, dst)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            temp.unlink()
+        raise RewriteOutputError(f"{dst.name}: cannot be written ({exc.strerror})") from None
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temp.unlink()
+        raise
+    return len(head) + count
+
+
+def _copy_range(src: int, dst: int, offset: int, count: int) -> None:
+    """Append `count` bytes of `src` from `offset` to `dst`: in the kernel when it can."""
+    done = 0
+    mode = "copy_file_range"
+    while done < count:
+        position = offset + done
+        try:
+            if mode == "copy_file_range":
+                n = os.copy_file_range(src, dst, count - done, position)
+            elif mode == "sendfile":
+                n = os.sendfile(dst, src, position, count - done)
+            else:
+                _copy_buffered(src, dst, position, count - done)
+                return
+        except OSError as exc:
+            if exc.errno in _FALLBACK_ERRNOS and mode != "buffered":
+                mode = "sendfile" if mode == "copy_file_range" else "buffered"
+                continue
+            raise
+        if n == 0:
+            raise RewriteError("a staged file shrank while it was being rewritten")
+        done += n
+
+
+def _copy_buffered(src: int, dst: int, offset: int, count: int) -> None:
+    """The last resort of `_copy_range` (filesystems without either system call)."""
+    with (
+        open(src, "rb", closefd=False) as reader,
+        open(dst, "ab", closefd=False, buffering=0) as writer,
+    ):
+        reader.seek(offset)
+        start = writer.tell()
+        shutil.copyfileobj(reader, writer, 1024 * 1024)  # the tail always runs to the end
+        if writer.tell() - start != count:
+            raise RewriteError("a staged file changed size while it was being rewritten")
