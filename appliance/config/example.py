@@ -57,6 +57,7 @@ EXAMPLE_VALUES: dict[str, Any] = {
     "retrieve.destination_ae": "KIOSK_QR",
     "retention.max_age_hours": 720,
     "importer.mwl_node": "pacs",
+    "importer.udev_replay": "/var/lib/kiosk/disc-events.jsonl",
     "importer.qr_node": "pacs",
     "importer.default_destination": "pacs",
     "retention.high_watermark_percent": 90,

@@ -532,6 +532,10 @@ class ImporterConfig(_Section):
     udev: bool = True
     """Follow udev for optical drives holding a data disc (off on machines without udev)."""
 
+    udev_replay: Path | None = None
+    """Read disc events from this JSON-lines file instead of udev (recorded sessions,
+    demonstrations, machines without a drive); each line {"action": ..., "properties": {...}}."""
+
     mwl_node: str | None = None
     """Registry node of the Modality Worklist SCP used for reconciliation."""
 

@@ -14,6 +14,7 @@ from appliance.apps.kioskd.network import NetworkWork
 from appliance.config import KioskConfig
 from appliance.dicom.qr_scp import qr_service
 from appliance.dicom.server import DicomServer
+from appliance.drives.udev_replay import FileEventSource
 from appliance.drives.udev_watch import DiscWatcher
 from appliance.errors import KioskError
 from appliance.jobs import JobStore
@@ -84,7 +85,10 @@ class Daemon:
             intake = DiscIntake(
                 config, self.network.jobs, lambda _job: self.network.import_runner.wake()
             )
-            self.watcher = DiscWatcher(intake)
+            replay = config.importer.udev_replay
+            self.watcher = DiscWatcher(
+                intake, FileEventSource(replay) if replay is not None else None
+            )
         self.quiet = StudyQuietMonitor(
             self.index,
             config.store.study_quiet_seconds,
