@@ -9,8 +9,13 @@ Per run, on warm page cache, each variant writes into a fresh temporary folder, 
 
 - `kiosk`: `SecureFileWriter.encrypt_file` per file, one after the other: AES-256-CBC, a
   password recipient (PBKDF2-HMAC-SHA256 KEK derived once per job, see below), Digested-data
-  with the SHA-256 of the whole file, and the SHA-256 of the written file for the manifest.
-- `kiosk x2`: the same with two threads (the burn job's setting on a 2-core box).
+  with the SHA-256 of the whole file. The same work as `openssl cms -encrypt` plus the
+  SHA-256 of the content: the like-for-like figure the targets are about.
+- `kiosk +manifest`: the same, also hashing (SHA-256) every written file for the disc
+  manifest, as the burn job does: work openssl's runs do not do. (Before this variant existed
+  `kiosk` included that hash, so it paid for a second SHA-256 pass openssl never makes.)
+- `kiosk x2`: `kiosk +manifest` on two threads: exactly what the burn job runs on a 2-core box
+  (`fileset.encrypt_fileset`, `WORKERS` threads, output hashed).
 - `openssl/file`: `openssl cms -encrypt -binary -aes256 -pwri_password PW` per file, serial.
 - `openssl/file x2`: the same, two processes at a time.
 - `openssl blob`: the same command once on the concatenated study.
@@ -129,6 +134,7 @@ def _check_openssl_opens(path: Path, scratch: Path) -> None:
 
 VARIANTS = (
     "kiosk",
+    "kiosk +manifest",
     "kiosk x2",
     "kiosk -> null",
     "cp",
@@ -145,20 +151,23 @@ def _one_run(files: list[Path], blob: Path, work: Path, times: dict[str, list[fl
     from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
     from appliance.media.secure import EnvelopeSettings, PasswordKek, SecureFileWriter
+    from appliance.media.secure.fileset import WORKERS
 
     started = time.perf_counter()
     kek = PasswordKek.derive(PASSWORD)
     pbkdf2 = time.perf_counter() - started
     writer = SecureFileWriter(EnvelopeSettings(passwords=(kek,)))
 
-    def ours(target: Path, workers: int) -> None:
+    def ours(target: Path, workers: int, manifest: bool) -> None:
         target.mkdir()
         if workers == 1:
             for path in files:
-                writer.encrypt_file(path, target / path.stem)
+                writer.encrypt_file(path, target / path.stem, hash_output=manifest)
             return
         with ThreadPoolExecutor(workers) as pool:
-            for _ in pool.map(lambda p: writer.encrypt_file(p, target / p.stem), files):
+            for _ in pool.map(
+                lambda p: writer.encrypt_file(p, target / p.stem, hash_output=manifest), files
+            ):
                 pass
 
     def theirs(target: Path, workers: int) -> None:
@@ -171,7 +180,7 @@ def _one_run(files: list[Path], blob: Path, work: Path, times: dict[str, list[fl
         with open(os.devnull, "wb") as null:
             for path in files:
                 with path.open("rb") as source:
-                    writer.encrypt(source, path.stat().st_size, null)
+                    writer.encrypt(source, path.stat().st_size, null, hash_output=False)
 
     def copy(target: Path) -> None:
         target.mkdir()
@@ -187,8 +196,9 @@ def _one_run(files: list[Path], blob: Path, work: Path, times: dict[str, list[fl
 
     first = files[0].stem
     variants: dict[str, tuple[Callable[[], None], Path]] = {
-        "kiosk": (lambda: ours(work / "k1", 1), work / "k1" / first),
-        "kiosk x2": (lambda: ours(work / "k2", 2), work / "k2" / first),
+        "kiosk": (lambda: ours(work / "k1", 1, False), work / "k1" / first),
+        "kiosk +manifest": (lambda: ours(work / "km", 1, True), work / "km" / first),
+        "kiosk x2": (lambda: ours(work / "k2", WORKERS, True), work / "k2" / first),
         "openssl/file": (lambda: theirs(work / "o1", 1), work / "o1" / f"{first}.p7m"),
         "openssl/file x2": (lambda: theirs(work / "o2", 2), work / "o2" / f"{first}.p7m"),
         "openssl blob": (lambda: _openssl_encrypt(blob, work / "b.p7m"), work / "b.p7m"),
@@ -260,9 +270,12 @@ def report(figures: Figures) -> str:
         "   (target >= 0.8)",
         f"  kiosk / openssl/file         = {rate['kiosk'] / rate['openssl/file']:.2f}"
         "   (target > 3)",
+        f"  kiosk +manifest / openssl blob -stream = "
+        f"{rate['kiosk +manifest'] / rate['openssl blob -stream']:.2f}"
+        "   (plus the output's SHA-256)",
         f"  kiosk x2 / openssl/file x2   = {rate['kiosk x2'] / rate['openssl/file x2']:.2f}",
         f"  kiosk x2 / openssl blob -stream = "
-        f"{rate['kiosk x2'] / rate['openssl blob -stream']:.2f}",
+        f"{rate['kiosk x2'] / rate['openssl blob -stream']:.2f}   (the burn job's way)",
         f"  kiosk -> null / openssl blob -stream = "
         f"{rate['kiosk -> null'] / rate['openssl blob -stream']:.2f}   (no per-file writes)",
         f"  cp / openssl blob -stream    = {rate['cp'] / rate['openssl blob -stream']:.2f}"

@@ -26,12 +26,17 @@ def wrap_key(spec: CipherSpec, kek: bytes, iv: bytes, cek: bytes) -> bytes:
     """Wrap `cek` with `kek` (a key of `spec`) and `iv`, RFC 3211 section 2.3.1."""
     if not 1 <= len(cek) <= 255 or len(cek) < _CHECK_BYTES:
         raise RecipientError("a content key must be 3 to 255 bytes long to be wrapped")
-    size = spec.block_size
     framed = bytes([len(cek)]) + bytes(b ^ 0xFF for b in cek[:_CHECK_BYTES]) + cek
-    total = max(2 * size, -(-len(framed) // size) * size)
-    framed += os.urandom(total - len(framed))
+    framed += os.urandom(wrapped_size(spec, len(cek)) - len(framed))
     first = spec.encryptor(kek, iv).update(framed)
-    return spec.encryptor(kek, first[-size:]).update(first)
+    return spec.encryptor(kek, first[-spec.block_size :]).update(first)
+
+
+def wrapped_size(spec: CipherSpec, key_size: int) -> int:
+    """Bytes of a wrapped `key_size`-byte key: the framed key padded to whole blocks, at least
+    two (the same for every key of one size, so envelope layouts are known in advance)."""
+    size = spec.block_size
+    return max(2 * size, -(-(1 + _CHECK_BYTES + key_size) // size) * size)
 
 
 def unwrap_key(spec: CipherSpec, kek: bytes, iv: bytes, wrapped: bytes) -> bytes | None:

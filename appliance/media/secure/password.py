@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
 from appliance.media.secure.algorithms import DEFAULT_CIPHER, ContentCipher, DigestName
 from appliance.media.secure.errors import PasswordPolicyError, RecipientError
-from appliance.media.secure.keywrap import wrap_key
+from appliance.media.secure.keywrap import wrap_key, wrapped_size
 
 PWRI_KEK_OID: Final = "1.2.840.113549.1.9.16.3.9"
 """id-alg-PWRI-KEK (RFC 3211): asn1crypto has no name for it."""
@@ -159,13 +159,25 @@ class PasswordKek:
         key = derive_kek(encoded, salt, iterations, prf, cipher.spec.key_size)
         return cls(key, salt=salt, iterations=iterations, cipher=cipher, prf=prf)
 
-    def recipient_info(self, cek: bytes) -> Any:
-        """A PasswordRecipientInfo (asn1crypto RecipientInfo) wrapping `cek` with a fresh IV."""
+    def wrapped_key_size(self, cek_size: int) -> int:
+        """Bytes of a `cek_size`-byte content key once wrapped (RFC 3211 frame, padded)."""
+        return wrapped_size(self.cipher.spec, cek_size)
+
+    def wrap(self, cek: bytes) -> tuple[bytes, bytes]:
+        """A fresh key-encryption IV and `cek` wrapped under the KEK with it."""
         spec = self.cipher.spec
         iv = os.urandom(spec.block_size)
+        return iv, wrap_key(spec, self._key, iv, cek)
+
+    def recipient_info(self, cek: bytes) -> Any:
+        """A PasswordRecipientInfo (asn1crypto RecipientInfo) wrapping `cek` with a fresh IV."""
+        return self.recipient_info_for(*self.wrap(cek))
+
+    def recipient_info_for(self, iv: bytes, encrypted_key: bytes) -> Any:
+        """The PasswordRecipientInfo carrying a key already wrapped with `iv` (see `wrap`)."""
         kdf = algos.KdfAlgorithm.load(self._kdf)
         kek_cipher = algos.EncryptionAlgorithm(
-            {"algorithm": spec.asn1_name, "parameters": core.OctetString(iv)}
+            {"algorithm": self.cipher.spec.asn1_name, "parameters": core.OctetString(iv)}
         )
         pwri = cms.PasswordRecipientInfo(
             {
@@ -174,7 +186,7 @@ class PasswordKek:
                 "key_encryption_algorithm": cms.KeyEncryptionAlgorithm(
                     {"algorithm": PWRI_KEK_OID, "parameters": kek_cipher}
                 ),
-                "encrypted_key": wrap_key(spec, self._key, iv, cek),
+                "encrypted_key": encrypted_key,
             }
         )
         return cms.RecipientInfo(name="pwri", value=pwri)

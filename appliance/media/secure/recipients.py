@@ -66,9 +66,28 @@ def issuer_and_serial(certificate: cx509.Certificate) -> Any:
 
 def certificate_recipient(certificate: cx509.Certificate, cek: bytes) -> Any:
     """A KeyTransRecipientInfo (asn1crypto RecipientInfo) giving `cek` to the certificate."""
+    return certificate_recipient_for(certificate, encrypt_for(certificate, cek))
+
+
+def encrypt_for(certificate: cx509.Certificate, cek: bytes) -> bytes:
+    """`cek` encrypted with the certificate's RSA key (RSAES-PKCS1-v1_5): always as many bytes
+    as the modulus (`encrypted_key_size`)."""
     key = certificate.public_key()
     if not isinstance(key, rsa.RSAPublicKey):
         raise RecipientError("only RSA certificates can be key-transport recipients")
+    return key.encrypt(cek, padding.PKCS1v15())
+
+
+def encrypted_key_size(certificate: cx509.Certificate) -> int:
+    """Bytes of every key `encrypt_for` encrypts for this certificate (RFC 8017 7.2.1: k)."""
+    key = certificate.public_key()
+    if not isinstance(key, rsa.RSAPublicKey):
+        raise RecipientError("only RSA certificates can be key-transport recipients")
+    return (key.key_size + 7) // 8
+
+
+def certificate_recipient_for(certificate: cx509.Certificate, encrypted_key: bytes) -> Any:
+    """The KeyTransRecipientInfo carrying a key already encrypted for the certificate."""
     ktri = cms.KeyTransRecipientInfo(
         {
             "version": "v0",
@@ -76,7 +95,7 @@ def certificate_recipient(certificate: cx509.Certificate, cek: bytes) -> Any:
                 name="issuer_and_serial_number", value=issuer_and_serial(certificate)
             ),
             "key_encryption_algorithm": {"algorithm": "rsaes_pkcs1v15"},
-            "encrypted_key": key.encrypt(cek, padding.PKCS1v15()),
+            "encrypted_key": encrypted_key,
         }
     )
     return cms.RecipientInfo(name="ktri", value=ktri)
