@@ -18,6 +18,9 @@ Public API (stable; used by the C-MOVE SCP, send jobs and the importer):
     should_stop         optional, polled before each instance: True ends the send there (the
                         rest is listed in `summary.not_sent`) and releases the association.
     calling_ae_title    optional, our AE title for the association (default dicom.ae_title).
+    wait_ready          optional, called with an item before its file is opened; may block
+                        until a producer has written the file (the importer rewrites while
+                        it sends).
     move_originator     optional MoveOriginator(ae_title, message_id) when the C-STOREs are
                         sub-operations of a C-MOVE (it goes into every C-STORE-RQ).
 
@@ -180,13 +183,18 @@ def send_instances(
     should_stop: Callable[[], bool] | None = None,
     calling_ae_title: str | None = None,
     move_originator: MoveOriginator | None = None,
+    wait_ready: Callable[[SendItem], None] | None = None,
 ) -> SendSummary:
-    """Send `items` to `node` (see the module docstring for the contract)."""
+    """Send `items` to `node` (see the module docstring for the contract).
+
+    `wait_ready`, if given, is called before an item's file is opened and may block until
+    the file exists (a producer writing the files while they are being sent).
+    """
     summary = SendSummary()
     if not items:
         return summary
     started = time.monotonic()
-    sender = _Sender(summary, on_result, should_stop, move_originator)
+    sender = _Sender(summary, on_result, should_stop, move_originator, wait_ready)
     for number, batch in enumerate(plan_batches(items)):
         if sender.stopped:
             summary.not_sent += [item.sop_instance_uid for item in batch.items]
@@ -252,11 +260,13 @@ class _Sender:
         on_result: ResultCallback | None,
         should_stop: Callable[[], bool] | None,
         move_originator: MoveOriginator | None,
+        wait_ready: Callable[[SendItem], None] | None = None,
     ) -> None:
         self.summary = summary
         self.on_result = on_result
         self.should_stop = should_stop
         self.move_originator = move_originator
+        self.wait_ready = wait_ready
         self.stopped = False
 
     def report(self, result: InstanceResult, *, quiet: bool = False) -> None:
@@ -326,6 +336,8 @@ class _Sender:
         choice = choose(accepted, item)
         if choice is None:
             return failed("the peer accepted no presentation context for its SOP class")
+        if self.wait_ready is not None:
+            self.wait_ready(item)
         message_id = wire.next_message_id()
         originator = self.move_originator
         command = encode_store_command(

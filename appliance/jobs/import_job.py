@@ -27,6 +27,7 @@ import hashlib
 import hmac
 import logging
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ from appliance.dicom.store_scu import InstanceResult, Outcome, SendItem, send_in
 from appliance.drives.base import OpticalDrive
 from appliance.drives.linux_cdrom import eject_device
 from appliance.errors import DicomNetworkError, KioskError
-from appliance.importer.catalog import ScanProgress
+from appliance.importer.catalog import SECURE_FAILURE, ScanProgress
 from appliance.importer.errors import ImporterError
 from appliance.importer.header import read_header
 from appliance.importer.limits import ReadLimits
@@ -53,7 +54,8 @@ from appliance.importer.reconcile import (
     worklist_candidates,
 )
 from appliance.importer.rewrite import ImportIdentity, source_of_previous_values
-from appliance.importer.rewrite_batch import RewriteItem, rewrite_all
+from appliance.importer.rewrite_batch import BatchResult, RewriteItem, rewrite_all
+from appliance.importer.rewrite_errors import RewriteOutputError
 from appliance.importer.staging import StagingProgress
 from appliance.importer.uid_plan import UidPlan, collect_uids
 from appliance.jobs.burn import installation_secret
@@ -93,6 +95,36 @@ def _sent_ok(record: dict[str, Any] | None) -> bool:
 
 def _record(result: InstanceResult) -> dict[str, Any]:
     return {"outcome": str(result.outcome), "status": result.status, "reason": result.reason}
+
+
+class _Follower:
+    """Lets the sender follow the rewriter: which output files are finished."""
+
+    def __init__(self, paths: list[Path]) -> None:
+        self._index = {path: number for number, path in enumerate(paths)}
+        self._done = 0
+        self._finished = False
+        self._changed = threading.Condition()
+        self.batch: BatchResult | None = None
+        self.error: BaseException | None = None
+
+    def advance(self, done: int) -> None:
+        """The first `done` files are written (or failed)."""
+        with self._changed:
+            self._done = done
+            self._changed.notify_all()
+
+    def finish(self) -> None:
+        """The rewriter ended (done, stopped or failed)."""
+        with self._changed:
+            self._finished = True
+            self._changed.notify_all()
+
+    def wait(self, path: Path) -> None:
+        """Block until `path` is written or the rewriter ended."""
+        number = self._index.get(path, -1)
+        with self._changed:
+            self._changed.wait_for(lambda: self._finished or self._done > number)
 
 
 class _Timings:
@@ -159,23 +191,26 @@ class ImportHandler:
         except ImportRequestError as exc:
             raise JobError(str(exc)) from None
         name = request.destination or self.config.importer.default_destination
+        result: dict[str, Any] = dict(job.result) if job.result else {}
+        if name is not None:
+            node = resolve_node(self.config, name)  # an unknown node fails before the reading
+            transaction = self.flow.pending(result)
+            if transaction is not None:
+                return self._commit(
+                    job, ctx, result, lambda: self.flow.follow(ctx, node, transaction, result)
+                )
+        timings = _Timings(result)
+        work = self.workspace(job)
+        # A disc detected without a rule or a default destination is still read and waits for
+        # the clerk with its summary: only forwarding needs the node.
+        catalog = self._read(job, ctx, request, work, result, timings)
+        decisions = self._reconcile(job, ctx, request, catalog, result)
         if name is None:
             raise JobError("no destination node: give one or set [importer] default_destination")
         node = resolve_node(self.config, name)
-        result: dict[str, Any] = dict(job.result) if job.result else {}
-        transaction = self.flow.pending(result)
-        if transaction is not None:
-            return self._commit(
-                job, ctx, result, lambda: self.flow.follow(ctx, node, transaction, result)
-            )
-        timings = _Timings(result)
-        work = self.workspace(job)
-        catalog = self._read(job, ctx, request, work, result, timings)
-        decisions = self._reconcile(job, ctx, request, catalog, result)
-        outbound = self._rewrite(job, ctx, request, catalog, decisions, work, result, timings)
         started = time.perf_counter()
-        self._send(job, ctx, name, node, outbound, result)
-        timings.add("send", started)
+        outbound = self._rewrite_and_send(job, ctx, request, catalog, decisions, work, node, result)
+        timings.add("rewrite_and_send", started)
         if self._keep_local(request):
             self._store_locally(job, ctx, outbound, result)
         ctx.save_result(result)
@@ -306,6 +341,13 @@ class ImportHandler:
                 f"the disc is encrypted ({len(catalog.needs_password)} Secure DICOM File(s)): "
                 "import it again with its password (--password-stdin)"
             )
+        unopened = [s for s in catalog.skipped if s.reason.startswith(SECURE_FAILURE)]
+        if unopened and not catalog.instances:
+            raise JobError(
+                f"none of the {len(unopened)} Secure DICOM File(s) of the disc could be opened "
+                f"with the password given (first: {unopened[0].reason}); import it again with "
+                "the right password (--password-stdin)"
+            )
         if not catalog.instances:
             raise JobError("no DICOM instances found on the disc")
         ctx.progress("reconciling")
@@ -328,6 +370,11 @@ class ImportHandler:
             }
             entry.pop("question", None)
             decisions[key] = decision
+        skipped = {key for key, d in decisions.items() if d.action == "skip"}
+        result["reconciliation"]["skipped_patients"] = len(skipped)
+        result["reconciliation"]["skipped_instances"] = sum(
+            1 for inst in catalog.instances if patient_key(inst) in skipped
+        )
         ctx.save_result(result)
         if open_questions:
             raise JobAwaitsInput(f"{WAITING}: {open_questions} patient(s) need a decision")
@@ -414,10 +461,14 @@ class ImportHandler:
         ).digest()
         return UidPlan.new_uids(secret, originals)
 
-    def _identity(self, decision: PatientDecision, first: CatalogInstance) -> ImportIdentity | None:
-        if decision.action != "apply":
+    def _identity(
+        self, decision: PatientDecision, first: CatalogInstance, *, new_uids: bool = False
+    ) -> ImportIdentity | None:
+        if decision.action != "apply" and not new_uids:
             return None
-        given = decision.values
+        # A kept identity with new UIDs still needs an (empty) identity: the remapped UIDs are
+        # recorded in Original Attributes Sequence with who changed them and why.
+        given = decision.values if decision.action == "apply" else {}
         values = NewIdentity(
             patient_name=given.get("patient_name"),
             patient_id=given.get("patient_id"),
@@ -433,21 +484,19 @@ class ImportHandler:
             values, self.config.importer, source_of_previous_values=previous
         )
 
-    def _rewrite(
+    def _plan(
         self,
-        job: Job,
-        ctx: JobContext,
         request: ImportRequest,
         catalog: Catalog,
         decisions: dict[str, PatientDecision],
         work: Path,
-        result: dict[str, Any],
-        timings: _Timings,
-    ) -> list[Outbound]:
-        started = time.perf_counter()
+    ) -> tuple[list[RewriteItem], list[Outbound], UidPlan]:
+        """What to rewrite and send: an output file and the instance it will be, per instance
+        of a patient not skipped (the new UIDs are known before anything is written)."""
+        uid_plan = self._uid_plan(request, catalog)
         identities: dict[str, ImportIdentity | None] = {}
         items: list[RewriteItem] = []
-        patients: list[str] = []
+        outbound: list[Outbound] = []
         out = work / OUT_DIR
         out.mkdir(exist_ok=True)
         for number, inst in enumerate(catalog.instances):
@@ -457,56 +506,101 @@ class ImportHandler:
                 continue
             if key not in identities:
                 try:
-                    identities[key] = self._identity(decision, inst)
+                    identities[key] = self._identity(decision, inst, new_uids=request.new_uids)
                 except (KioskError, ValueError) as exc:
                     raise JobError(f"the identity for patient {key} is not valid: {exc}") from None
+            target = out / f"{number:06d}.dcm"
             items.append(
                 RewriteItem(
                     Path(inst.path),
-                    out / f"{number:06d}.dcm",
+                    target,
                     inst.dataset_offset,
                     inst.transfer_syntax_uid,
                     identities[key],
                 )
             )
-            patients.append(key)
-        total = len(items)
-        ctx.progress("rewriting", done_files=0, total_files=total)
-
-        def progress(done: int, _total: int) -> None:
-            ctx.progress("rewriting", done_files=done, total_files=total)
-
-        batch = rewrite_all(
-            items,
-            uid_plan=self._uid_plan(request, catalog),
-            source_ae=None,
-            progress=progress,
-            should_stop=lambda: ctx.store.is_cancel_requested(job.id),
-        )
-        if batch.stopped:
-            raise JobCancelled(f"job {job.id} cancelled")
-        by_output = {item.dst: key for item, key in zip(items, patients, strict=True)}
-        outbound = [
-            Outbound(
-                SendItem(w.path, w.sop_class_uid, w.sop_instance_uid, w.transfer_syntax_uid),
-                by_output.get(w.path, ""),
+            sop_instance_uid = uid_plan.new_uid(inst.sop_instance_uid)
+            outbound.append(
+                Outbound(
+                    SendItem(
+                        target, inst.sop_class_uid, sop_instance_uid, inst.transfer_syntax_uid
+                    ),
+                    key,
+                )
             )
-            for w in batch.written
+        return items, outbound, uid_plan
+
+    def _rewrite_and_send(
+        self,
+        job: Job,
+        ctx: JobContext,
+        request: ImportRequest,
+        catalog: Catalog,
+        decisions: dict[str, PatientDecision],
+        work: Path,
+        node: NodeConfig,
+        result: dict[str, Any],
+    ) -> list[Outbound]:
+        """Rewrite the instances and send them at once: a thread writes the files in order
+        while the sender follows it, so the two overlap."""
+        items, outbound, uid_plan = self._plan(request, catalog, decisions, work)
+        records: dict[str, dict[str, Any]] = result.setdefault("instances", {})
+        pending = [
+            (item, o)
+            for item, o in zip(items, outbound, strict=True)
+            if not _sent_ok(records.get(o.item.sop_instance_uid))
         ]
+        follower = _Follower([o.item.path for _, o in pending])
+        stop_rewriting = threading.Event()
+
+        def rewrite() -> None:
+            try:
+                follower.batch = rewrite_all(
+                    [item for item, _ in pending],
+                    uid_plan=uid_plan,
+                    source_ae=None,
+                    progress=lambda done, _total: follower.advance(done),
+                    should_stop=stop_rewriting.is_set,
+                )
+            except BaseException as exc:  # handed to the job's thread below
+                follower.error = exc
+            finally:
+                follower.finish()
+
+        writer = threading.Thread(target=rewrite, name=f"import-{job.id}-rewrite", daemon=True)
+        writer.start()
+        try:
+            self._send(job, ctx, node, [o for _, o in pending], len(outbound), result, follower)
+        finally:
+            stop_rewriting.set()
+            writer.join()
+        self._check_rewrite(follower, len(pending), decisions, result)
+        return outbound
+
+    def _check_rewrite(
+        self,
+        follower: _Follower,
+        total: int,
+        decisions: dict[str, PatientDecision],
+        result: dict[str, Any],
+    ) -> None:
+        if isinstance(follower.error, RewriteOutputError):
+            raise JobError(f"cannot write the import's files: {follower.error}", retryable=True)
+        if follower.error is not None:
+            raise follower.error
+        batch = follower.batch
+        failed = batch.failed if batch is not None else ()
         result["rewrite"] = {
-            "written": len(batch.written),
-            "failed": len(batch.failed),
-            "failures": [{"file": f.src.name, "reason": f.reason} for f in batch.failed[:100]],
+            "written": len(batch.written) if batch is not None else 0,
+            "failed": len(failed),
+            "failures": [{"file": f.src.name, "reason": f.reason} for f in failed[:100]],
             "skipped_patients": sorted(k for k, d in decisions.items() if d.action == "skip"),
         }
-        timings.add("rewrite", started)
-        ctx.save_result(result)
-        if batch.failed:
+        if failed:
             raise JobError(
-                f"{len(batch.failed)} of {total} instance(s) could not be prepared; "
-                f"first: {batch.failed[0].reason}"
+                f"{len(failed)} of {total} instance(s) could not be prepared; "
+                f"first: {failed[0].reason}"
             )
-        return outbound
 
     # -- sending ------------------------------------------------------------------------------
 
@@ -514,14 +608,13 @@ class ImportHandler:
         self,
         job: Job,
         ctx: JobContext,
-        name: str,
         node: NodeConfig,
-        outbound: list[Outbound],
+        todo: list[Outbound],
+        total: int,
         result: dict[str, Any],
+        follower: _Follower,
     ) -> None:
         records: dict[str, dict[str, Any]] = result.setdefault("instances", {})
-        todo = [o.item for o in outbound if not _sent_ok(records.get(o.item.sop_instance_uid))]
-        total = len(outbound)
         done = total - len(todo)
         ctx.progress("sending", done_files=done, total_files=total)
 
@@ -535,9 +628,10 @@ class ImportHandler:
             summary = send_instances(
                 self.config,
                 node,
-                todo,
+                [o.item for o in todo],
                 on_result=on_result,
                 should_stop=lambda: ctx.store.is_cancel_requested(job.id),
+                wait_ready=lambda item: follower.wait(item.path),
             )
         except AssociationFailedError as exc:
             raise JobError(str(exc), retryable=exc.transient) from None
@@ -553,6 +647,8 @@ class ImportHandler:
         if summary.not_sent:
             raise JobCancelled(f"job {job.id} cancelled")
         failures = [r for r in summary.results if r.outcome is Outcome.FAILURE]
+        if failures and follower.batch is not None and follower.batch.failed:
+            return  # the rewrite failures are the story; _check_rewrite tells it
         if failures:
             lost = summary.association_lost or any(
                 r.status is not None and r.status & 0xFF00 == 0xA700 for r in failures
@@ -563,7 +659,7 @@ class ImportHandler:
                 + f"; first: {failures[0].reason}",
                 retryable=lost,
             )
-        log.info("job %d: %d instance(s) sent to %s", job.id, total, name)
+        log.info("job %d: %d instance(s) sent to %s", job.id, total, node.ae_title)
 
     def _keep_local(self, request: ImportRequest) -> bool:
         if request.keep_local is not None:
