@@ -322,6 +322,9 @@ class Control:
             self._node(qr_node)
         if request.reconcile == "mwl" and self.config.importer.mwl_node is None:
             raise KioskError("worklist reconciliation needs [importer] mwl_node")
+        self._check_identity(request.typed)
+        for decision in request.decisions:
+            self._check_identity(decision.values)
         store = self._jobs()
         try:
             return store.submit(IMPORT, request.to_params(), max_attempts=3).summary()
@@ -348,6 +351,16 @@ class Control:
         summary["skipped"] = [{"path": s.path, "reason": s.reason} for s in catalog.skipped]
         return summary
 
+    def _check_identity(self, values: dict[str, str]) -> None:
+        """Refuse identity values the rewrite would refuse (a typing mistake such as a birth
+        date 1990-09-09) now: found by the job, it would fail the whole import."""
+        from appliance.importer.rewrite import ImportIdentity
+        from appliance.media.reidentify import NewIdentity
+
+        if values:
+            given: dict[str, Any] = dict(values)  # IDENTITY_KEYS, NewIdentity's field names
+            ImportIdentity.from_config(NewIdentity(**given), self.config.importer)
+
     def reconcile_import(self, job_id: int, decisions: list[PatientDecision]) -> dict[str, Any]:
         """The clerk's decisions for an import waiting in `awaiting_reconciliation`; the job is
         queued again and goes on with them."""
@@ -363,6 +376,7 @@ class Control:
                         f"job {job_id} has no patient {decision.patient!r} "
                         f"(known: {', '.join(sorted(known)) or 'none'})"
                     )
+                self._check_identity(decision.values)
             request = ImportRequest.from_params(job.params).with_decisions(decisions)
             return store.provide_input(job_id, request.to_params()).summary()
         finally:

@@ -144,6 +144,12 @@ def worklist_candidates(
                 patient_name=f"{patient.family_name}*", birth_date=patient.patient_birth_date
             )
         )
+        if patient.patient_birth_date:
+            # PS3.4 C.2.2.2.1 leaves the case sensitivity of PN matching to the SCP, and some
+            # (DCMTK wlmscpfs) match case-sensitively: "SMITH*" misses "Smith^Anna". The birth
+            # date matches exactly everywhere; `_plausible` then compares the family name
+            # without regard to case.
+            queries.append(WorklistQuery(birth_date=patient.patient_birth_date))
     queries += [WorklistQuery(accession_number=a) for a in patient.accession_numbers]
     found: dict[tuple[str, ...], Candidate] = {}
     for query in queries:

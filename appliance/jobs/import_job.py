@@ -77,6 +77,8 @@ PASSWORD_NEEDED = (
     "password needed: the disc password is no longer in memory (the daemon restarted); "
     "submit the import again with its password"
 )
+RESULT_SAVE_SECONDS = 1.0
+"""While sending, the per-instance results are saved this often (not only at the end)."""
 WAITING = "awaiting reconciliation"
 """Progress phase of a job that waits for the clerk."""
 
@@ -618,11 +620,17 @@ class ImportHandler:
         done = total - len(todo)
         ctx.progress("sending", done_files=done, total_files=total)
 
+        saved = time.monotonic()
+
         def on_result(instance: InstanceResult) -> None:
-            nonlocal done
+            nonlocal done, saved
             records[instance.sop_instance_uid] = _record(instance)
             done += 1
             ctx.progress("sending", done_files=done, total_files=total)
+            # What the node accepted survives a crash, so the re-run sends only the rest.
+            if time.monotonic() - saved >= RESULT_SAVE_SECONDS:
+                ctx.save_result(result)
+                saved = time.monotonic()
 
         try:
             summary = send_instances(
