@@ -655,8 +655,11 @@ class ImportHandler:
         if summary.not_sent:
             raise JobCancelled(f"job {job.id} cancelled")
         failures = [r for r in summary.results if r.outcome is Outcome.FAILURE]
-        if failures and follower.batch is not None and follower.batch.failed:
-            return  # the rewrite failures are the story; _check_rewrite tells it
+        rewrite_failed = follower.error is not None or (
+            follower.batch is not None and bool(follower.batch.failed)
+        )
+        if failures and rewrite_failed:
+            return  # files the rewrite could not make are the story; _check_rewrite tells it
         if failures:
             lost = summary.association_lost or any(
                 r.status is not None and r.status & 0xFF00 == 0xA700 for r in failures
