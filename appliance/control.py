@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -361,9 +361,13 @@ class Control:
             given: dict[str, Any] = dict(values)  # IDENTITY_KEYS, NewIdentity's field names
             ImportIdentity.from_config(NewIdentity(**given), self.config.importer)
 
-    def reconcile_import(self, job_id: int, decisions: list[PatientDecision]) -> dict[str, Any]:
-        """The clerk's decisions for an import waiting in `awaiting_reconciliation`; the job is
-        queued again and goes on with them."""
+    def reconcile_import(
+        self, job_id: int, decisions: list[PatientDecision], destination: str | None = None
+    ) -> dict[str, Any]:
+        """The clerk's decisions for an import waiting in `awaiting_reconciliation` (and the
+        node to send to, when the job has none yet); the job is queued again and goes on."""
+        if destination is not None:
+            self._node(destination)
         store = self._jobs()
         try:
             job = store.get(job_id)
@@ -378,6 +382,8 @@ class Control:
                     )
                 self._check_identity(decision.values)
             request = ImportRequest.from_params(job.params).with_decisions(decisions)
+            if destination is not None:
+                request = replace(request, destination=destination)
             return store.provide_input(job_id, request.to_params()).summary()
         finally:
             store.close()

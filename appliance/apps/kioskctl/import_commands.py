@@ -151,7 +151,7 @@ def cmd_reconcile(control: Control, args: argparse.Namespace) -> int:
         decision = PatientDecision(args.patient, "skip", source="disc", decided_by=args.by)
     else:
         decision = PatientDecision(args.patient, "keep", source="disc", decided_by=args.by)
-    return _finish(control, control.reconcile_import(args.job, [decision]), args)
+    return _finish(control, control.reconcile_import(args.job, [decision], args.dest), args)
 
 
 def cmd_disc_scan(control: Control, args: argparse.Namespace) -> int:
@@ -229,6 +229,7 @@ def register(sub: Any) -> None:
     what.add_argument("--keep", action="store_true", help="keep the disc's identity")
     what.add_argument("--skip", action="store_true", help="leave this patient out")
     rec.add_argument("--by", default="clerk", help="who decided (recorded in the job)")
+    rec.add_argument("--dest", help="node to forward to (when the job has none yet)")
     _add_wait(rec)
     rec.set_defaults(func=cmd_reconcile)
 
