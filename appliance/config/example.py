@@ -61,6 +61,10 @@ EXAMPLE_VALUES: dict[str, Any] = {
     "importer.qr_node": "pacs",
     "importer.default_destination": "pacs",
     "retention.high_watermark_percent": 90,
+    "security.signing_key": "/etc/kiosk/keys/signing.key",
+    "security.signing_certificate": "/etc/kiosk/keys/signing.pem",
+    "security.decryption_keys.NAME.key": "/etc/kiosk/kiosk.key",
+    "security.decryption_keys.NAME.certificate": "/etc/kiosk/kiosk.pem",
 }
 """Illustrative values for keys that have no default (required, or None meaning "derived")."""
 
@@ -164,6 +168,9 @@ def _section_lines(
             continue
         lines.append("")
         lines.extend(_comment(_description(field, key)))
+        if kind is not None and kind[0] == "table":
+            lines.extend(_inline_table_lines(name, kind[1], key))
+            continue
         default = field.default
         if default is PydanticUndefined or default is None:
             if key not in EXAMPLE_VALUES:
@@ -181,7 +188,36 @@ def _section_lines(
     return lines
 
 
-_EXAMPLE_NAMES = {"drives": "burner", "profiles": "cd", "printers": "film"}
+def _inline_table_lines(name: str, model: type[BaseModel], qualified: str) -> list[str]:
+    """A collection of tables inside a section (`[security] decryption_keys`): the fields of
+    an entry, then a commented-out example as an inline table. Inline, because a
+    `[section.name.NAME]` header could not follow the section's own keys and still leave a
+    `name = ` line for readers looking the key up."""
+    lines = ["#"]
+    lines.extend(_comment("Empty by default. Each entry is a table with these keys:"))
+    values: dict[str, Any] = {}
+    for sub, field in model.model_fields.items():
+        key = f"{qualified}.NAME.{sub}"
+        text = " ".join(_description(field, key).split())
+        wrapped = textwrap.wrap(f"{sub}: {text}", width=WIDTH - 4, break_on_hyphens=False)
+        lines.extend(("# - " if n == 0 else "#   ") + line for n, line in enumerate(wrapped))
+        default = field.default
+        if key in EXAMPLE_VALUES:
+            values[sub] = EXAMPLE_VALUES[key]
+        elif default is PydanticUndefined or default is None:
+            raise ExampleError(f"config key {key!r} has no default and no example value")
+    entry = _EXAMPLE_NAMES.get(name, EXAMPLE_NODE_NAME)
+    lines.append("# For example:")
+    lines.append(f"# {name} = {toml_value({entry: values})}")
+    return lines
+
+
+_EXAMPLE_NAMES = {
+    "drives": "burner",
+    "profiles": "cd",
+    "printers": "film",
+    "decryption_keys": "kiosk",
+}
 """Entry names of the commented-out examples of each collection (nodes use EXAMPLE_NODE_NAME)."""
 
 _COLLECTION_NOTES = {

@@ -10,7 +10,16 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 _UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 
@@ -488,10 +497,23 @@ class RetentionConfig(_Section):
         return self
 
 
+class DecryptionKeyConfig(_Section):
+    """One private key that opens Secure DICOM Files encrypted to this kiosk (RSA recipients)."""
+
+    key: Path
+    """PEM RSA private key (unencrypted, readable by the daemon only)."""
+
+    certificate: Path | None = None
+    """PEM certificate of `key`, the one other sites encrypt to: with it only the matching
+    recipient of a file is tried (without it, every RSA recipient is tried). An expired
+    certificate is accepted, since discs made while it was valid must still open."""
+
+
 class SecurityConfig(_Section):
     """Encrypted discs (STD-GEN-SEC-* media profiles, DICOM Secure Media): algorithms,
-    password rules and the certificates of recipients. Passwords never appear here: they come
-    with each job and stay in the daemon's memory."""
+    password rules, the certificates of recipients, the key discs are signed with and the keys
+    that open discs made for this kiosk. Passwords never appear here: they come with each job
+    and stay in the daemon's memory. Key files are checked when the daemon starts."""
 
     cipher: Literal["aes-256-cbc", "aes-192-cbc", "aes-128-cbc", "des-ede3-cbc"] = "aes-256-cbc"
     """Content cipher of Secure DICOM Files (Triple-DES only for readers that lack AES)."""
@@ -509,6 +531,37 @@ class SecurityConfig(_Section):
     recipients: dict[str, Path] = {}
     """Recipient certificates by name (PEM files, RSA >= 2048 bits), e.g. one per destination
     hospital; a job names them to let their private keys open the disc."""
+
+    signing_key: Path | None = None
+    """PEM RSA private key (>= 2048 bits, unencrypted, readable by the daemon only) that signs
+    every Secure DICOM File: discs then carry Signed-data instead of Digested-data. Set
+    together with `signing_certificate`, or not at all."""
+
+    signing_certificate: Path | None = Field(default=None, validate_default=True)
+    """PEM certificate of `signing_key`, in its validity period; it is written into every file
+    so readers can check the signature and see who signed."""
+
+    decryption_keys: dict[str, DecryptionKeyConfig] = {}
+    """Private keys of this kiosk by name, which open encrypted discs that other sites made
+    for it (disc import; a disc's password works as well)."""
+
+    @field_validator("signing_certificate", mode="after")
+    @classmethod
+    def _signing_pair(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        # Validated on this field (declared after signing_key) so the one-line error names a
+        # key of the pair; a bare ValueError would be shown on the whole table instead.
+        key = info.data.get("signing_key")
+        if key is not None and value is None:
+            raise PydanticCustomError(
+                "signing_pair",
+                "missing: security.signing_key is set, and signing needs its certificate too",
+            )
+        if key is None and value is not None:
+            raise PydanticCustomError(
+                "signing_pair",
+                "set without security.signing_key (give both PEM files, or neither)",
+            )
+        return value
 
 
 class ImportRuleConfig(_Section):

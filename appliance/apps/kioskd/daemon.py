@@ -21,6 +21,7 @@ from appliance.jobs import JobStore
 from appliance.jobs.autoburn import AutoBurner
 from appliance.jobs.burn import BurnHandler, burn_recovery
 from appliance.jobs.burn_request import BURN
+from appliance.jobs.burn_secure import load_security
 from appliance.jobs.disc_intake import DiscIntake
 from appliance.jobs.drives_wiring import build_drives
 from appliance.jobs.import_job import prune_workspaces
@@ -45,6 +46,9 @@ class Daemon:
 
     def __init__(self, config: KioskConfig) -> None:
         self.config = config
+        # Key files of [security] (recipients, signing key, decryption keys) are checked before
+        # anything is created: a bad one stops kioskd with one line naming its key, drives or not.
+        load_security(config)
         self.notifier = Notifier()
         self._stop = threading.Event()
         self._started_at = time.time()
