@@ -8,12 +8,15 @@ Per run, on warm page cache, each into a fresh temporary folder:
 
 - `stage`: `importer.staging.stage` of the image (pycdlib, sequential, temp + rename per file).
 - `scan`: `importer.catalog.scan` of the staged folder (headers only, checks, catalog).
+- `read`: `importer.reading.scan_source` (stage then scan, what the import job runs).
+- `overlap`: the same with `overlap=True` (files examined in a second thread while staging).
 - `xorriso`: `xorriso -osirrox on -extract / DIR` of the same image: an established tool
   copying the same files out (the staging reference).
 - `cp`: `cp -r` of the extracted folder: the file system's own copy speed.
 
 Reported: median and best seconds per variant, MB/s of image file bytes, and the ratios
-stage/xorriso and (stage+scan)/xorriso. A run counts only if the catalog holds every instance.
+stage/xorriso, (stage+scan)/xorriso, read/xorriso and overlap/read. A run counts only if the
+catalog holds every instance.
 
 Usage (from the repository root):
 
@@ -53,6 +56,7 @@ def run(files: list[Path], runs: int, scratch: Path) -> dict[str, list[float]]:
     """Build the image once, then time every variant `runs` times."""
     from appliance.importer.catalog import scan
     from appliance.importer.limits import ReadLimits
+    from appliance.importer.reading import scan_source
     from appliance.importer.source import open_source
     from appliance.importer.staging import stage
 
@@ -68,7 +72,14 @@ def run(files: list[Path], runs: int, scratch: Path) -> dict[str, list[float]]:
     )
     subprocess.run(["cat", str(image)], check=True, stdout=subprocess.DEVNULL)  # warm cache
     limits = ReadLimits()
-    times: dict[str, list[float]] = {"stage": [], "scan": [], "xorriso": [], "cp": []}
+    times: dict[str, list[float]] = {
+        "stage": [],
+        "scan": [],
+        "read": [],
+        "overlap": [],
+        "xorriso": [],
+        "cp": [],
+    }
     for number in range(runs):
         work = Path(tempfile.mkdtemp(prefix=f"run{number}-", dir=scratch))
         try:
@@ -87,6 +98,14 @@ def run(files: list[Path], runs: int, scratch: Path) -> dict[str, list[float]]:
             times["scan"].append(_timed(do_scan))
             if catalog is None or len(catalog.instances) != len(files):
                 raise RuntimeError("the catalog does not hold every instance")
+            for variant, overlap in (("read", False), ("overlap", True)):
+
+                def do_read(work: Path = work, overlap: bool = overlap) -> None:
+                    found = scan_source(image, work / f"read-{overlap}", limits, overlap=overlap)
+                    if len(found.instances) != len(files):
+                        raise RuntimeError("the catalog does not hold every instance")
+
+                times[variant].append(_timed(do_read))
             extract = work / "xorriso"
             extract_cmd = ["xorriso", "-osirrox", "on", "-indev", f"stdio:{image}"]
             extract_cmd += ["-extract", "/", str(extract)]
@@ -114,6 +133,10 @@ def report(times: dict[str, list[float]], megabytes: float, count: int) -> str:
         f"stage/xorriso = {medians['stage'] / medians['xorriso']:.2f}, "
         f"(stage+scan)/xorriso = {both / medians['xorriso']:.2f}, "
         f"stage/cp = {medians['stage'] / medians['cp']:.2f}"
+    )
+    lines.append(
+        f"read/xorriso = {medians['read'] / medians['xorriso']:.2f}, "
+        f"overlap/read = {medians['overlap'] / medians['read']:.2f}"
     )
     return "\n".join(lines)
 

@@ -3,8 +3,13 @@ and machines without an optical drive (the end-to-end tests feed kioskd through 
 
 Each line is `{"action": "change", "properties": {"DEVNAME": "/dev/sr0", ...}}`, the way
 `udevadm monitor --property` would have reported it. Lines appended while the daemon runs are
-picked up; a line that is not such an object is logged and skipped. Coldplug reports nothing:
-the file *is* the history.
+picked up; a line that is not such an object is logged and skipped.
+
+The lines already in the file when the daemon starts are history, not news: like udev's
+coldplug, they are folded into what each drive holds *now* (the last event per device), and
+only the drives that still hold a data disc are reported. A restart thus reports a disc still
+in its drive again (the intake finds its open job) but never re-imports every disc the file
+ever mentioned.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ import logging
 import threading
 from collections.abc import Mapping
 from pathlib import Path
+
+from appliance.drives.disc_events import DiscEventKind, disc_event
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +41,20 @@ class FileEventSource:
         """Nothing to open: the file may appear later."""
 
     def coldplug(self) -> list[Mapping[str, str]]:
-        """No drives are present besides what the file says."""
-        return []
+        """The property sets of the drives that hold a data disc after the lines in the file
+        now (the rest of the file is followed by `next_event`)."""
+        present: dict[str, Mapping[str, str]] = {}
+        while (item := self._next_line_event()) is not None:
+            action, properties = item
+            event = disc_event(action, properties)
+            if event is None:
+                continue
+            if event.kind is DiscEventKind.INSERTED:
+                present.pop(event.device, None)  # keep the order of the latest insertions
+                present[event.device] = properties
+            else:
+                present.pop(event.device, None)
+        return list(present.values())
 
     def next_event(self, timeout: float) -> tuple[str, Mapping[str, str]] | None:
         """The next complete line's event; None after `timeout` or a wake-up."""

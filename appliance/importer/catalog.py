@@ -7,6 +7,10 @@ DICOMDIR is only compared with what was found: files it lists that are not there
 that are there but unlisted, are reported. The first file with a given SOP Instance UID is
 kept, later ones are reported as duplicates.
 
+Looking at one file (`examine`) has no side effects and is kept apart from recording what it
+found, so files can be examined while staging is still going on (`prescan`) and the catalog is
+still built here, in sorted path order, exactly as without.
+
 Decrypted files go to a sibling folder of the staging folder (never into it, never outside it),
 through a temporary name renamed only when the file decrypted and verified completely.
 """
@@ -17,15 +21,17 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Final
 
 from appliance.importer.checks import RejectedFileError, catalog_instance
 from appliance.importer.dicomdir import DicomdirHints, read_dicomdir
 from appliance.importer.errors import DamagedFileError, NotDicomError, StagingError
-from appliance.importer.header import inspect_header
+from appliance.importer.header import inspect_open_header
+from appliance.importer.headfile import HeadFile
 from appliance.importer.limits import ReadLimits
 from appliance.importer.model import (
     Catalog,
@@ -42,9 +48,84 @@ from appliance.media.secure import SecureFileReader, SecureMediaError
 log = logging.getLogger(__name__)
 
 DECRYPTED_DIR_NAME: Final = "decrypted"
+SECURE_FAILURE: Final = "Secure DICOM File cannot be"
+"""How the skip reason of a Secure DICOM File that did not open starts."""
 _DECRYPT_PARTIAL_SUFFIX: Final = ".decrypt-partial"
 
-__all__ = ["Catalog", "CatalogInstance", "DicomdirReport", "ScanProgress", "scan"]
+__all__ = [
+    "Catalog",
+    "CatalogInstance",
+    "DicomdirReport",
+    "Examined",
+    "Finding",
+    "ScanProgress",
+    "examine",
+    "scan",
+]
+
+FileIdentity = tuple[int, int, int, int]
+"""(device, inode, size, mtime ns) of a file: the same tuple means the same, unchanged file."""
+
+
+class Finding(Enum):
+    """What a file turned out to be."""
+
+    INSTANCE = "instance"
+    DICOMDIR = "dicomdir"
+    NON_DICOM = "non-dicom"
+    SECURE = "secure"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True, slots=True)
+class Examined:
+    """What looking at one file found, before duplicates and DICOMDIRs are considered."""
+
+    finding: Finding
+    identity: FileIdentity | None = None
+    """Which file was looked at (None when it could not be opened)."""
+    instance: CatalogInstance | None = None
+    """The catalog record (`Finding.INSTANCE`)."""
+    reason: str = ""
+    """Why it is skipped (`Finding.SKIPPED`)."""
+
+
+def examine(path: Path, relative: str, limits: ReadLimits, *, encrypted: bool) -> Examined:
+    """Open `path` once, sniff it, parse and check its header. No side effects (thread-safe).
+
+    A DICOMDIR is only recognised here; a Secure DICOM File only sniffed.
+    """
+    try:
+        fh = HeadFile(path)
+    except OSError as exc:
+        return Examined(Finding.SKIPPED, reason=f"cannot be read ({exc.strerror or exc})")
+    with fh:
+        kind = sniff(fh.prefix[:HEAD_SIZE])
+        if kind is HeadKind.OTHER:
+            return Examined(Finding.NON_DICOM, fh.identity)
+        if kind is HeadKind.SECURE:
+            return Examined(Finding.SECURE, fh.identity)
+        bound = int(max(fh.size, 1) * limits.max_decompressed_ratio)
+        try:
+            header = inspect_open_header(fh, max_inflated=bound, skip_dicomdir=True)
+        except NotDicomError:
+            if kind is HeadKind.BARE:
+                reason = "starts like a DICOM data set but is not one"
+                return Examined(Finding.SKIPPED, fh.identity, reason=reason)
+            return Examined(Finding.NON_DICOM, fh.identity)
+        except DamagedFileError as exc:
+            reason = _without_name(str(exc), path.name)
+            return Examined(Finding.SKIPPED, fh.identity, reason=reason)
+        except OSError as exc:
+            reason = f"cannot be read ({exc.strerror or exc})"
+            return Examined(Finding.SKIPPED, fh.identity, reason=reason)
+    if header.location.is_dicomdir:
+        return Examined(Finding.DICOMDIR, fh.identity)
+    try:
+        instance = catalog_instance(header, path, relative, limits, encrypted=encrypted)
+    except RejectedFileError as exc:
+        return Examined(Finding.SKIPPED, fh.identity, reason=str(exc))
+    return Examined(Finding.INSTANCE, fh.identity, instance=instance)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,19 +143,25 @@ def scan(
     on_progress: Callable[[ScanProgress], None] | None = None,
     credentials: SecureFileReader | None = None,
     decrypted_dir: Path | None = None,
+    examined: Mapping[str, Examined] | None = None,
 ) -> Catalog:
     """Classify every file under `staged_dir` and return the catalog.
 
     `credentials` opens Secure DICOM Files; their plaintext goes to `decrypted_dir` (default:
-    `decrypted` next to `staged_dir`), mirroring the disc paths.
+    `decrypted` next to `staged_dir`), mirroring the disc paths. `examined` holds files already
+    examined (by relative path); a result is used only if the file is still the one examined.
     """
     started = time.monotonic()
     root = os.path.realpath(staged_dir)
     target = decrypted_dir if decrypted_dir is not None else Path(root).parent / DECRYPTED_DIR_NAME
     scanner = _Scanner(root, limits, credentials, target)
-    files = list(scanner.walk())
-    for done, (relative, path) in enumerate(files, start=1):
-        scanner.classify(Path(path), relative, encrypted=False)
+    files = scanner.walk()
+    ready = examined if examined is not None else {}
+    for done, (relative, path, identity) in enumerate(files, start=1):
+        found = ready.get(relative)
+        if found is None or found.identity != identity:
+            found = examine(Path(path), relative, limits, encrypted=False)
+        scanner.record(Path(path), relative, found, encrypted=False)
         if on_progress is not None:
             on_progress(ScanProgress(done, len(files)))
     scanner.apply_hints()
@@ -111,74 +198,50 @@ class _Scanner:
         self.hints: list[DicomdirHints] = []
         self.by_uid: dict[str, CatalogInstance] = {}
 
-    def walk(self) -> Iterator[tuple[str, str]]:
-        """(disc path, local path) of every regular file, sorted; links are not followed."""
+    def walk(self) -> list[tuple[str, str, FileIdentity]]:
+        """(disc path, local path, identity) of every regular file, sorted; links not followed."""
         stack: list[tuple[str, str]] = [("", self.root)]
-        found: list[tuple[str, str]] = []
+        found: list[tuple[str, str, FileIdentity]] = []
         while stack:
             prefix, folder = stack.pop()
             with os.scandir(folder) as listing:
                 for item in listing:
                     relative = f"{prefix}{item.name}"
-                    mode = item.stat(follow_symlinks=False).st_mode
-                    if stat.S_ISDIR(mode):
+                    st = item.stat(follow_symlinks=False)
+                    if stat.S_ISDIR(st.st_mode):
                         stack.append((relative + "/", item.path))
-                    elif stat.S_ISREG(mode):
+                    elif stat.S_ISREG(st.st_mode):
                         if not is_partial_name(item.name):
-                            found.append((relative, item.path))
+                            identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+                            found.append((relative, item.path, identity))
                     else:
                         self._skip(relative, "is not a regular file (not followed)")
-        yield from sorted(found)
+        found.sort()
+        return found
 
     def _skip(self, relative: str, reason: str) -> None:
         self.catalog.skipped.append(SkippedItem(shown(relative), reason))
 
-    def classify(self, path: Path, relative: str, *, encrypted: bool) -> None:
-        """Sort one file into instances, DICOMDIRs, non-DICOM, secure or skipped."""
-        try:
-            with path.open("rb") as fh:
-                head = fh.read(HEAD_SIZE)
-        except OSError as exc:
-            self._skip(relative, f"cannot be read ({exc.strerror or exc})")
-            return
-        kind = sniff(head)
-        if kind is HeadKind.OTHER:
+    def record(self, path: Path, relative: str, found: Examined, *, encrypted: bool) -> None:
+        """Sort one examined file into instances, DICOMDIRs, non-DICOM, secure or skipped."""
+        if found.finding is Finding.NON_DICOM:
             self.catalog.non_dicom += 1
-        elif kind is HeadKind.SECURE:
+        elif found.finding is Finding.SKIPPED:
+            self._skip(relative, found.reason)
+        elif found.finding is Finding.SECURE:
             if encrypted:
                 self._skip(relative, "is encrypted twice (not supported)")
             elif self.credentials is None:
                 self.catalog.needs_password.append(relative)
             else:
                 self._decrypt(path, relative)
-        else:
-            self._parse(path, relative, kind, encrypted=encrypted)
-
-    def _parse(self, path: Path, relative: str, kind: HeadKind, *, encrypted: bool) -> None:
-        size = path.stat().st_size
-        bound = int(max(size, 1) * self.limits.max_decompressed_ratio)
-        try:
-            header = inspect_header(path, max_inflated=bound, skip_dicomdir=True)
-        except NotDicomError:
-            if kind is HeadKind.BARE:
-                self._skip(relative, "starts like a DICOM data set but is not one")
-            else:
-                self.catalog.non_dicom += 1
-            return
-        except DamagedFileError as exc:
-            self._skip(relative, _without_name(str(exc), path.name))
-            return
-        except OSError as exc:
-            self._skip(relative, f"cannot be read ({exc.strerror or exc})")
-            return
-        if header.location.is_dicomdir:
+        elif found.finding is Finding.DICOMDIR:
             self.hints.append(read_dicomdir(path, relative))
-            return
-        try:
-            instance = catalog_instance(header, path, relative, self.limits, encrypted=encrypted)
-        except RejectedFileError as exc:
-            self._skip(relative, str(exc))
-            return
+        else:
+            assert found.instance is not None
+            self._add(found.instance, relative)
+
+    def _add(self, instance: CatalogInstance, relative: str) -> None:
         kept = self.by_uid.get(instance.sop_instance_uid)
         if kept is not None:
             self.catalog.duplicates.append(
@@ -202,12 +265,13 @@ class _Scanner:
         try:
             self.credentials.decrypt_file(path, plain)
         except SecureMediaError as exc:
-            self._skip(relative, f"Secure DICOM File cannot be opened: {exc}")
+            self._skip(relative, f"{SECURE_FAILURE} opened: {exc}")
             return
         except OSError as exc:
-            self._skip(relative, f"Secure DICOM File cannot be decrypted ({exc.strerror or exc})")
+            self._skip(relative, f"{SECURE_FAILURE} decrypted ({exc.strerror or exc})")
             return
-        self.classify(plain, relative, encrypted=True)
+        found = examine(plain, relative, self.limits, encrypted=True)
+        self.record(plain, relative, found, encrypted=True)
 
     def apply_hints(self) -> None:
         """Compare DICOMDIR references with the files found."""

@@ -35,7 +35,8 @@ _LONG_VRS = frozenset(
 _SHORT_VRS = frozenset(
     {b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FD", b"FL", b"IS", b"LO", b"LT"}
 ) | frozenset({b"PN", b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US"})
-_UNDEFINED = 0xFFFFFFFF
+UNDEFINED_LENGTH = 0xFFFFFFFF
+_UNDEFINED = UNDEFINED_LENGTH
 _ITEM = 0xFFFEE000
 _ITEM_END = 0xFFFEE00D
 _SEQUENCE_END = 0xFFFEE0DD
@@ -61,6 +62,9 @@ class TopElement:
     """Offset of the element's tag."""
     end: int
     """Offset just after its value (or after its Sequence Delimitation Item)."""
+    length: int
+    """Its declared value length: `UNDEFINED_LENGTH` for a sequence (or encapsulated pixel
+    data) ended by a delimiter."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,10 +134,10 @@ def scan_layout(view: Buffer, offset: int, transfer_syntax_uid: str, name: str) 
     pos = offset
     try:
         while pos < size:
-            tag, end = walker.element(pos, size)
+            tag, end, length = walker.element(pos, size)
             if tag in (_ITEM, _ITEM_END, _SEQUENCE_END):
                 raise _StructureError
-            elements.append(TopElement(tag, pos, end))
+            elements.append(TopElement(tag, pos, end, length))
             pos = end
     except (_StructureError, struct.error, RecursionError):  # nesting depth from a hostile file
         raise RewriteError(
@@ -152,8 +156,8 @@ class _Walker:
         self._endian = endian
         self._implicit = implicit
 
-    def element(self, pos: int, end: int) -> tuple[int, int]:
-        """(tag, offset after the element) of the element at `pos`."""
+    def element(self, pos: int, end: int) -> tuple[int, int, int]:
+        """(tag, offset after the element, declared length) of the element at `pos`."""
         view, endian = self._view, self._endian
         if pos + 8 > end:
             raise _StructureError
@@ -174,11 +178,11 @@ class _Walker:
         else:  # not a VR: the data set is not encoded in the syntax we were told
             raise _StructureError
         if length == _UNDEFINED:
-            return tag, self._items(pos, end)
+            return tag, self._items(pos, end), length
         pos += length
         if pos > end:
             raise _StructureError
-        return tag, pos
+        return tag, pos, length
 
     def _items(self, pos: int, end: int) -> int:
         """Skip the items of an undefined-length sequence or encapsulated pixel data."""
@@ -207,4 +211,4 @@ class _Walker:
             group, elem = struct.unpack_from(self._endian + "HH", self._view, pos)
             if group << 16 | elem == _ITEM_END:
                 return pos + 8
-            _, pos = self.element(pos, end)
+            _, pos, _ = self.element(pos, end)

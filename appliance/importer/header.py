@@ -29,6 +29,7 @@ from pydicom.filereader import read_dataset
 from pydicom.tag import BaseTag
 
 from appliance.importer.errors import DamagedFileError, NotDicomError
+from appliance.importer.headfile import HeadFile
 from appliance.importer.sniff import HEAD_SIZE, HeadKind, sniff
 
 IMPLICIT_LE: Final = "1.2.840.10008.1.2"
@@ -104,8 +105,8 @@ class Header:
 
 def locate_dataset(path: Path) -> DatasetLocation:
     """Where the data set of `path` starts and its transfer syntax (reads the first 64 kB)."""
-    with path.open("rb") as fh:
-        return _locate(fh, os.fstat(fh.fileno()).st_size, path.name)
+    with HeadFile(path) as fh:
+        return _locate(fh, fh.size, path.name)
 
 
 def read_header(path: Path, *, max_inflated: int | None = None) -> Dataset:
@@ -126,18 +127,27 @@ def inspect_header(
     `skip_dicomdir`: for a DICOMDIR, return at once with an empty data set (the caller reads
     directories its own way).
     """
-    with path.open("rb") as fh:
-        size = os.fstat(fh.fileno()).st_size
-        location = _locate(fh, size, path.name)
-        if skip_dicomdir and location.is_dicomdir:
-            return Header(Dataset(), location, None, size)
-        fh.seek(location.dataset_offset)
-        if location.transfer_syntax_uid == DEFLATED_LE:
-            bound = max_inflated if max_inflated is not None else 64 * max(size, 1)
-            return _inspect_deflated(fh, size, location, bound, path.name)
-        implicit, little = _encoding(location.transfer_syntax_uid)
-        guard = _GuardedFile(fh, size, path.name)
-        dataset, pixel = _parse(guard, implicit, little, path.name)
+    with HeadFile(path) as fh:
+        return inspect_open_header(fh, max_inflated=max_inflated, skip_dicomdir=skip_dicomdir)
+
+
+def inspect_open_header(
+    fh: HeadFile, *, max_inflated: int | None = None, skip_dicomdir: bool = False
+) -> Header:
+    """`inspect_header` of a file already open (the scan sniffs and parses with one open)."""
+    size = fh.size
+    name = os.path.basename(fh.name)
+    fh.seek(0)
+    location = _locate(fh, size, name)
+    if skip_dicomdir and location.is_dicomdir:
+        return Header(Dataset(), location, None, size)
+    fh.seek(location.dataset_offset)
+    if location.transfer_syntax_uid == DEFLATED_LE:
+        bound = max_inflated if max_inflated is not None else 64 * max(size, 1)
+        return _inspect_deflated(fh, size, location, bound, name)
+    implicit, little = _encoding(location.transfer_syntax_uid)
+    guard = _GuardedFile(fh, size, name)
+    dataset, pixel = _parse(guard, implicit, little, name)
     if location.meta is not None:
         dataset.file_meta = location.meta
     if not location.transfer_syntax_from_meta:
@@ -163,7 +173,7 @@ def _encoding(syntax: str) -> tuple[bool, bool]:
     return False, True
 
 
-def _locate(fh: BinaryIO, size: int, name: str) -> DatasetLocation:
+def _locate(fh: HeadFile | BinaryIO, size: int, name: str) -> DatasetLocation:
     head = fh.read(HEAD_SIZE)
     kind = sniff(head)
     if kind is HeadKind.PART10:
@@ -247,7 +257,7 @@ class _GuardedFile:
 
     _LOOKAHEAD: Final = frozenset({1, 2, 4, 6, 8})
 
-    def __init__(self, fh: BinaryIO, size: int, name: str) -> None:
+    def __init__(self, fh: HeadFile | BinaryIO, size: int, name: str) -> None:
         self._fh = fh
         self._size = size
         self.name = name
@@ -323,7 +333,7 @@ def _drop_deferred(dataset: Dataset, name: str) -> None:
 
 
 def _inspect_deflated(
-    fh: BinaryIO, size: int, location: DatasetLocation, bound: int, name: str
+    fh: HeadFile, size: int, location: DatasetLocation, bound: int, name: str
 ) -> Header:
     """Inflate a deflated data set with a bound, keep its start, parse the header from it."""
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Final
@@ -9,6 +10,7 @@ from typing import Final
 from appliance.importer.catalog import ScanProgress, scan
 from appliance.importer.limits import ReadLimits
 from appliance.importer.model import Catalog, SkippedItem
+from appliance.importer.prescan import Prescanner
 from appliance.importer.source import open_source
 from appliance.importer.staging import StagingProgress, StagingReport, stage
 from appliance.media.secure import SecureFileReader
@@ -26,27 +28,35 @@ def scan_source(
     on_staging: Callable[[StagingProgress], None] | None = None,
     on_scan: Callable[[ScanProgress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    overlap: bool = False,
 ) -> Catalog:
     """Stage `source_path` (device, ISO image or folder) into `work_dir/disc` and scan it.
 
     Decrypted Secure DICOM Files go to `work_dir/decrypted`. The catalog also carries what
-    staging skipped and counted, and the source's kind, label and fingerprint.
+    staging skipped and counted, and the source's kind, label and fingerprint. `overlap`:
+    examine staged files in a second thread while staging goes on (same catalog). Off by
+    default: on the shared 2-core test machine it measured no faster (bench/import_read.py,
+    `overlap` vs `read`); it can only pay off when a core is idle.
     """
-    with open_source(source_path) as source:
-        report = stage(
-            source,
-            work_dir / STAGED_DIR_NAME,
+    with contextlib.ExitStack() as stack:
+        prescanner = stack.enter_context(Prescanner(limits)) if overlap else None
+        with open_source(source_path) as source:
+            report = stage(
+                source,
+                work_dir / STAGED_DIR_NAME,
+                limits=limits,
+                on_progress=on_staging,
+                should_stop=should_stop,
+                on_staged=prescanner.submit if prescanner is not None else None,
+            )
+        catalog = scan(
+            report.target_dir,
             limits=limits,
-            on_progress=on_staging,
-            should_stop=should_stop,
+            on_progress=on_scan,
+            credentials=credentials,
+            decrypted_dir=work_dir / "decrypted",
+            examined=prescanner.results() if prescanner is not None else None,
         )
-    catalog = scan(
-        report.target_dir,
-        limits=limits,
-        on_progress=on_scan,
-        credentials=credentials,
-        decrypted_dir=work_dir / "decrypted",
-    )
     merge_staging(catalog, report)
     return catalog
 

@@ -13,6 +13,7 @@ local paths - `staging` validates them.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import io
@@ -104,6 +105,18 @@ class SourceEntry:
         return f"{reason} ({self.detail})" if self.detail else reason
 
 
+@dataclass(frozen=True, slots=True)
+class Extent:
+    """Where a file's bytes lie, contiguously, in an open image file or device."""
+
+    fd: int
+    """Descriptor of the image file or device (owned by the source, valid while it is open)."""
+    offset: int
+    """Byte offset of the first data byte."""
+    length: int
+    """Bytes of data."""
+
+
 class DiscSource(ABC):
     """An opened source; use as a context manager (`open_source`)."""
 
@@ -123,6 +136,14 @@ class DiscSource(ABC):
     @abstractmethod
     def open(self, entry: SourceEntry) -> BinaryIO:
         """A binary stream over a regular file's content."""
+
+    def extent(self, entry: SourceEntry) -> Extent | None:
+        """Where a regular file's data lies on the medium, when it is one contiguous run.
+
+        Lets staging copy with the kernel (`os.copy_file_range`, `os.sendfile`) instead of
+        through `open`. None when the source cannot say (folders, files pycdlib did not place).
+        """
+        return None
 
     @abstractmethod
     def close(self) -> None:
@@ -220,6 +241,9 @@ class ImageSource(DiscSource):
         except Exception as exc:  # the parser can trip over a damaged volume in many ways
             self._fp.close()
             raise SourceError(f"{path} is not a readable ISO 9660 volume ({exc})") from None
+        # Files are read in on-medium order: let the kernel read ahead generously.
+        with contextlib.suppress(OSError, AttributeError):
+            os.posix_fadvise(self._fp.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
         self.names = self._naming()
         self.label = self._label()
         self._fingerprint: str | None = None
@@ -340,6 +364,22 @@ class ImageSource(DiscSource):
         raw = PyCdlibIO(inode, self._iso.logical_block_size)
         raw.__enter__()  # type: ignore[no-untyped-call]
         return io.BufferedReader(raw, _READ_BUFFER)
+
+    def extent(self, entry: SourceEntry) -> Extent | None:
+        """The run of bytes `open` would read: (image offset, data length) of the file's inode."""
+        if entry.kind is not EntryKind.FILE or entry.size == 0:
+            return None  # `open` gives an empty stream for an empty file: so does staging
+        inode = getattr(entry.handle, "inode", None)
+        if (
+            inode is None
+            or inode.manage_fp
+            or inode.data_fp is not self._fp
+            or inode.original_data_location != inode.DATA_ON_ORIGINAL_ISO
+            or inode.orig_extent_loc is None
+        ):
+            return None
+        offset = int(inode.orig_extent_loc) * int(self._iso.logical_block_size)
+        return Extent(self._fp.fileno(), offset, int(inode.data_length))
 
     def close(self) -> None:
         """Close the parsed volume and the device or image file."""

@@ -1,8 +1,10 @@
 """Copy what may be DICOM from a source into a local staging folder, safely and sequentially.
 
 Optical discs seek slowly, so files are read once, in the order their data lies on the medium,
-in large chunks. Only files whose first bytes can be DICOM (a PS3.10 preamble, a Secure DICOM
-File, the start of a bare data set) are copied; everything else (viewers, autorun.inf, web pages,
+in large chunks. A file of an image or disc whose data is one contiguous run
+(`DiscSource.extent`) is copied by the kernel (`kernel_copy`); other files go through Python in
+1 MiB chunks. Only files whose first bytes can be DICOM (a PS3.10 preamble, a Secure DICOM File,
+the start of a bare data set) are copied; everything else (viewers, autorun.inf, web pages,
 pictures) is counted as non-DICOM after reading its first 132 bytes.
 
 Safety: every path component is checked (`names.safe_relative_path`); folders are created one
@@ -25,11 +27,17 @@ from pathlib import Path
 from typing import BinaryIO, Final
 
 from appliance.importer.errors import StagingError, StagingStoppedError
+from appliance.importer.kernel_copy import (
+    ExtentCopier,
+    ExtentReadError,
+    ExtentWriteError,
+    Method,
+)
 from appliance.importer.limits import ReadLimits
 from appliance.importer.model import SkippedItem
 from appliance.importer.names import UnsafeNameError, is_inside, safe_relative_path, shown
 from appliance.importer.sniff import HEAD_SIZE, HeadKind, sniff
-from appliance.importer.source import DiscSource, SourceEntry
+from appliance.importer.source import DiscSource, Extent, SourceEntry
 
 log = logging.getLogger(__name__)
 
@@ -85,13 +93,17 @@ def stage(
     limits: ReadLimits,
     on_progress: Callable[[StagingProgress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    on_staged: Callable[[str, str], None] | None = None,
+    copy_method: Method = Method.COPY_FILE_RANGE,
 ) -> StagingReport:
     """Copy every file of `source` that may be DICOM into `target_dir`, keeping disc names.
 
     Files with unsafe names, larger than `limits.max_file_bytes`, unreadable, or not regular
     files are skipped with a reason in the report. Raises `StagingStoppedError` when `should_stop`
     returns True (checked between chunks), `StagingError` when the staging folder cannot be
-    written, `SourceError` when the source cannot be listed.
+    written, `SourceError` when the source cannot be listed. `on_staged` gets (relative path,
+    local path) of each file once it is complete under its final name (to scan it meanwhile).
+    `copy_method`: the first kernel copy method to try for contiguous files (see `kernel_copy`).
     """
     started = time.monotonic()
     try:
@@ -116,7 +128,7 @@ def stage(
     files.sort(key=lambda e: (e.location, e.parts))
     report.files_total = len(files)
     report.bytes_total = sum(e.size for e in files)
-    copier = _Copier(source, root, limits, should_stop)
+    copier = _Copier(source, root, limits, should_stop, copy_method)
     taken: set[str] = set()
     for done, entry in enumerate(files, start=1):
         if should_stop is not None and should_stop():
@@ -138,6 +150,8 @@ def stage(
             else:
                 report.staged_files += 1
                 report.staged_bytes += copied
+                if on_staged is not None:
+                    on_staged(relative, os.path.join(root, relative))
         if on_progress is not None:
             on_progress(
                 StagingProgress(done, report.files_total, copier.bytes_read, report.bytes_total)
@@ -177,16 +191,21 @@ class _Copier:
         root: str,
         limits: ReadLimits,
         should_stop: Callable[[], bool] | None,
+        copy_method: Method,
     ) -> None:
         self._source = source
         self._root = root
         self._limits = limits
         self._should_stop = should_stop
         self._buffer = bytearray(CHUNK)
+        self._kernel = ExtentCopier(copy_method)
         self.bytes_read = 0
 
     def copy(self, entry: SourceEntry, relative: str) -> int | None:
         """Stage one file; its byte count, or None when it is not DICOM (not copied)."""
+        extent = self._source.extent(entry)
+        if extent is not None:
+            return self._copy_extent(entry, extent, relative)
         try:
             stream = self._source.open(entry)
         except OSError as exc:
@@ -197,7 +216,23 @@ class _Copier:
                 self.bytes_read += entry.size  # counted as handled for progress
                 return None
             parent = self._make_parents(relative)
-            return self._write(stream, head, parent, relative, entry.size)
+            return self._write(
+                lambda fd: self._pump(stream, head, fd), parent, relative, entry.size
+            )
+
+    def _copy_extent(self, entry: SourceEntry, extent: Extent, relative: str) -> int | None:
+        """Stage a file that lies in one run of the image: first bytes read, the rest by kernel."""
+        try:
+            head = os.pread(extent.fd, min(HEAD_SIZE, extent.length), extent.offset)
+        except OSError as exc:
+            raise _SkipError(f"cannot be read from the disc ({exc.strerror or exc})") from None
+        if sniff(head) is HeadKind.OTHER:
+            self.bytes_read += entry.size
+            return None
+        parent = self._make_parents(relative)
+        return self._write(
+            lambda fd: self._pump_extent(extent, head, fd), parent, relative, entry.size
+        )
 
     def _read(self, stream: BinaryIO, size: int) -> bytes:
         try:
@@ -221,15 +256,14 @@ class _Copier:
             raise _SkipError("its folder leads outside the staging folder")
         return path
 
-    def _write(
-        self, stream: BinaryIO, head: bytes, parent: str, relative: str, expected: int
-    ) -> int:
+    def _write(self, fill: Callable[[int], int], parent: str, relative: str, expected: int) -> int:
+        """Write a temporary file with `fill` (returns the bytes written), rename it when whole."""
         try:
             fd, partial = tempfile.mkstemp(prefix=PARTIAL_PREFIX, suffix=PARTIAL_SUFFIX, dir=parent)
         except OSError as exc:
             raise StagingError(f"staging folder cannot be written: {exc.strerror}") from None
         try:
-            total = self._pump(stream, head, fd)
+            total = fill(fd)
             if total < expected:  # a damaged image, or a file that shrank since listed
                 raise _SkipError(f"could be read only partly ({total} of {expected} bytes)")
             os.close(fd)
@@ -269,6 +303,36 @@ class _Copier:
             if total > limit:  # a folder file that grew since it was listed
                 raise _SkipError(f"is larger than the limit of {limit} bytes")
             self._write_all(fd, view[:count])
+
+    def _pump_extent(self, extent: Extent, head: bytes, fd: int) -> int:
+        """Copy head + the rest of the extent into fd, the rest inside the kernel."""
+        limit = self._limits.max_file_bytes
+        if extent.length > limit:
+            raise _SkipError(f"is larger than the limit of {limit} bytes")
+        self._write_all(fd, head)
+        self.bytes_read += len(head)
+        rest = extent.length - len(head)
+        try:
+            copied = self._kernel.copy(
+                extent.fd,
+                extent.offset + len(head),
+                rest,
+                fd,
+                on_bytes=self._count,
+                should_stop=self._should_stop,
+            )
+        except ExtentReadError as exc:
+            raise _SkipError(
+                f"cannot be read from the disc after {len(head) + exc.copied} bytes ({exc})"
+            ) from None
+        except ExtentWriteError as exc:
+            raise StagingError(f"staging folder cannot be written: {exc}") from None
+        if copied < rest and self._should_stop is not None and self._should_stop():
+            raise StagingStoppedError("staging was stopped")
+        return len(head) + copied
+
+    def _count(self, count: int) -> None:
+        self.bytes_read += count
 
     @staticmethod
     def _write_all(fd: int, data: bytes | memoryview) -> None:

@@ -66,6 +66,7 @@ from appliance.jobs.nodes import resolve_node
 from appliance.jobs.queue import JobStore
 from appliance.jobs.runner import JobContext
 from appliance.jobs.secrets import SecretVault
+from appliance.jobs.secure_keys import import_reader
 from appliance.media.reidentify import NewIdentity
 from appliance.media.secure import SecureFileReader
 
@@ -244,12 +245,14 @@ class ImportHandler:
     # -- reading ------------------------------------------------------------------------------
 
     def _credentials(self, request: ImportRequest) -> SecureFileReader | None:
+        """What opens Secure DICOM Files of this disc: the job's password and the private
+        keys of `[security] decryption_keys` (None when there is neither)."""
         if request.secret_ref is None:
-            return None
+            return import_reader(self.config, ())
         secret = self.vault.claim(request.secret_ref)
         if secret is None:
             raise JobError(PASSWORD_NEEDED)
-        return SecureFileReader(passwords=list(secret.passwords))
+        return import_reader(self.config, secret.passwords)
 
     def _read(
         self,
