@@ -16,7 +16,7 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
@@ -34,16 +34,19 @@ from appliance.jobs.model import Job, JobError
 from appliance.jobs.runner import JobContext
 from appliance.jobs.secrets import PROCESS_VAULT, SecretVault
 from appliance.media.deidentify import Deidentifier, DeidentOptions
+from appliance.media.errors import SourceFileError
 from appliance.media.fileset import build_fileset
 from appliance.media.iso import build_iso
 from appliance.media.labels import DiscLabel, write_label
-from appliance.media.manifest import Manifest
+from appliance.media.manifest import Manifest, sha256_file
 from appliance.media.pdi import write_pdi_content
+from appliance.media.pdi_catalog import catalog_from_plan, read_catalog
 from appliance.media.pdi_options import PdiOptions
 from appliance.media.reidentify import NewIdentity, Reidentifier
 from appliance.media.secure.fileset import encrypt_fileset
 from appliance.media.secure.profiles import media_profile as resolve_media_profile
 from appliance.media.spanning import SpanItem, plan_discs
+from appliance.media.streamed import StreamedFile, with_digests
 from appliance.media.verify import verify_image, verify_secure_image
 from appliance.store.index import connect
 from appliance.store.selection import SelectedInstance, select_instances
@@ -59,6 +62,9 @@ WEB_BYTES_PER_IMAGE = 96 * 1024
 SECURE_BYTES_PER_FILE = 4 * 1024
 """Growth of a file when it becomes a Secure DICOM File: envelope, recipients (about 300
 bytes per RSA-2048 certificate), padding, and with signing the certificate and signature."""
+
+CANCEL_CHECK_SECONDS = 0.1
+"""How often a long phase looks whether the operator cancelled the job."""
 
 Transform = Callable[[Dataset], Dataset]
 
@@ -257,9 +263,17 @@ class BurnHandler:
         root = work / "root"
         phase = f"disc {number}/{count}"
 
+        last_cancel_check = 0.0
+
         def fileset_progress(done: int, total: int) -> None:
+            nonlocal last_cancel_check
             ctx.progress(f"{phase}: building file set", done_files=done, total_files=total)
-            ctx.check_cancelled()
+            # A query per instance costs more than parsing a small one; a few per second
+            # still stop a cancelled job at once.
+            now = time.monotonic()
+            if now - last_cancel_check >= CANCEL_CHECK_SECONDS or done == total:
+                last_cancel_check = now
+                ctx.check_cancelled()
 
         timings = _Timings(result)
         started = time.monotonic()
@@ -273,6 +287,11 @@ class BurnHandler:
             # Private classes (vendor raw data, CSA headers) are not allowed on general-purpose
             # media: leave them off and say so, rather than refuse the whole disc.
             on_unsupported="skip",
+            # Unchanged copies go from the store straight into the image instead of through a
+            # staged copy of the study; a secure disc encrypts staged files, so it stages all.
+            stream_copies=security is None,
+            # Their digests are taken from the store while the drive writes (see below).
+            hash_streamed=False,
         )
         if fileset.skipped:
             result.setdefault("skipped", []).extend(
@@ -281,6 +300,13 @@ class BurnHandler:
         timings.add("fileset", started)
         ctx.check_cancelled()
         started = time.monotonic()
+        external = {f.rel: f.source for f in fileset.streamed}
+        # PDI and the label read the tree the DICOMDIR was just encoded from, not the file.
+        catalog = (
+            catalog_from_plan(fileset.directory, root.resolve(), external)
+            if fileset.directory is not None
+            else read_catalog(root.resolve(), external)
+        )
         pdi_manifest = write_pdi_content(
             root,
             PdiOptions(
@@ -291,13 +317,14 @@ class BurnHandler:
                 secure=options.secure,
             ),
             profile_name=options.media_profile,
+            external_files=external,
+            catalog=catalog,
         )
         timings.add("pdi", started)
-        # The label reads the DICOMDIR, so it is made while the file set is still in clear.
         label = write_label(
             self.label_dir / f"JOB{job.id}_D{number}.txt",
-            DiscLabel.from_fileset(
-                root,
+            DiscLabel.from_catalog(
+                catalog,
                 institution=self.config.publishing.institution_name,
                 web=options.web,
                 disc=number,
@@ -337,26 +364,44 @@ class BurnHandler:
             volume_label=f"{self.config.publishing.volume_label}_J{job.id}_D{number}"[:32],
             joliet=options.web,
             progress=iso_progress,
+            extra_files=fileset.streamed,
+            # Hashed below while the drive writes the first copy, off the critical path.
+            compute_sha256=False,
         )
         timings.add("iso", started)
         record = self._disc_record(result, number) or {"disc": number, "copies_done": 0}
         record.update(
-            image_sha256=image.sha256,
             image_size=image.size,
             instances=fileset.instances,
             bytes=manifest.total_bytes,
             transcoded=len(fileset.transcoded),
             label=str(label),
         )
-        # The image's content (every file's digest and SOP Instance UID, decrypted on a secure
-        # disc) is checked once per disc, while the drive writes the first copy; each copy then
-        # proves by its read-back digest that it holds exactly this image.
+        # The image's digest and its content (every file's digest and SOP Instance UID,
+        # decrypted on a secure disc) are computed and checked once per disc, while the drive
+        # writes the first copy; each copy then proves by its read-back digest that it holds
+        # exactly this image.
         content_check: Future[None] | None = None
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify") as pool:
+            image_digest = pool.submit(_image_sha256, image.path)
             if options.verify:
                 content_check = pool.submit(
-                    self._verify_content, image, manifest, f"{phase}", plaintext, security, record
+                    self._verify_content,
+                    image,
+                    manifest,
+                    fileset.streamed,
+                    f"{phase}",
+                    plaintext,
+                    security,
+                    record,
                 )
+
+            def release_image() -> None:
+                # Queued behind the digest and the content check, so it runs once they have
+                # read the image; freeing a large file takes the file system a while, and
+                # this way it overlaps the drive's read-back instead of delaying the job's end.
+                pool.submit(_remove_checked_image, image.path, image_digest, content_check)
+
             for copy in range(record["copies_done"] + 1, options.copies + 1):
                 ctx.check_cancelled()
                 self._write_copy(
@@ -369,18 +414,27 @@ class BurnHandler:
                     copy,
                     result,
                     record,
+                    image_digest,
                     content_check,
+                    release_image if copy == options.copies else None,
                 )
 
     @staticmethod
     def _verify_content(
         image: Any,
         manifest: Manifest,
+        streamed: Sequence[StreamedFile],
         label: str,
         plaintext: Manifest | None,
         security: JobSecurity | None,
         record: dict[str, Any],
     ) -> None:
+        try:
+            # Files streamed from the store are hashed now, from the sources they were read
+            # from (a source replaced since then is refused), and compared with the image.
+            manifest = with_digests(manifest, streamed)
+        except SourceFileError as exc:
+            raise JobError(f"verification of {label} failed: {exc}") from None
         report = verify_image(
             image.path, manifest, expected_sha256=None, iso9660_paths=image.iso9660_paths
         )
@@ -406,7 +460,9 @@ class BurnHandler:
         copy: int,
         result: dict[str, Any],
         record: dict[str, Any],
+        image_digest: Future[str],
         content_check: Future[None] | None,
+        after_write: Callable[[], None] | None = None,
     ) -> None:
         label = f"{phase}, copy {copy}/{options.copies}"
         self.drive.check_can_write(image.size)
@@ -420,13 +476,16 @@ class BurnHandler:
         started = time.monotonic()
         self.drive.write(image.path, write_progress)
         timings.add("write", started)
+        if after_write is not None:
+            after_write()
         started = time.monotonic()
+        record["image_sha256"] = image_digest.result()
         if options.verify:
 
             def verify_progress(done: int, total: int) -> None:
                 ctx.progress(f"{label}: verifying", done_bytes=done, total_bytes=total)
 
-            self.drive.verify_read_back(image.size, image.sha256, verify_progress)
+            self.drive.verify_read_back(image.size, record["image_sha256"], verify_progress)
             if content_check is not None:
                 content_check.result()  # raises the JobError of a bad image
         timings.add("verify", started)
@@ -436,6 +495,24 @@ class BurnHandler:
         self._store_disc_record(result, record)
         ctx.save_result(result)
         log.info("job %d: %s done", job.id, label)
+
+
+def _remove_checked_image(
+    image: Path, digest: Future[str], content_check: Future[None] | None
+) -> None:
+    """Delete the built image once every copy is written, unless a check of it failed (then
+    it stays for inspection until the job is retried)."""
+    checks: list[Future[Any]] = [digest] if content_check is None else [digest, content_check]
+    if all(f.done() and f.exception() is None for f in checks):
+        image.unlink(missing_ok=True)
+
+
+def _image_sha256(image: Path) -> str:
+    """Hex SHA-256 of the built image (what every copy must read back)."""
+    try:
+        return sha256_file(image)
+    except OSError as exc:
+        raise JobError(f"the disc image cannot be read: {exc.strerror or exc}") from None
 
 
 def _will_retry(job: Job, exc: BaseException) -> bool:

@@ -12,12 +12,19 @@ How one source becomes a file on the disc:
   transformed, converted (`transcode.fit_to_profile`) and written by pydicom; the DICOMDIR keys
   are taken from the result.
 
+- **Stream** (the copy case with `stream_copies=True`, what burn jobs use for plain discs):
+  nothing is written at all. The instance is described by a `StreamedFile` (our File Meta
+  bytes, then the data set's byte range in the source) with its SHA-256, computed from the
+  source in the same pass that checks it; the ISO builder reads it straight from the store
+  while it writes the image. That saves writing and re-reading a copy of the whole study.
+
 Every source is written once, under a staging name, while its leaf keys and sort keys are
 collected; once all are known, the File IDs follow from the sort order, the PATIENT, STUDY and
 SERIES keys are read back from the first written file of each series, and the staged files are
-renamed into place. That keeps the single pass (a transform runs exactly once per instance)
-and the File IDs independent of the order of `sources`. Two worker threads overlap the copying
-and hashing (which release the GIL) of one file with the header parsing of the next.
+renamed into place (streamed instances only get their File ID). That keeps the single pass (a
+transform runs exactly once per instance) and the File IDs independent of the order of
+`sources`. Two worker threads overlap the copying and hashing (which release the GIL) of one
+file with the header parsing of the next.
 
 On any error the partial output (DICOM/ and DICOMDIR) is removed, so no half file set is left.
 """
@@ -34,7 +41,7 @@ import struct
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -46,6 +53,7 @@ from pydicom.uid import UID, generate_uid
 from appliance.errors import InvalidUIDError
 from appliance.identity import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from appliance.media.dicomdir import (
+    DirectoryPlan,
     InstanceEntry,
     LevelKeys,
     describe_instance,
@@ -62,6 +70,7 @@ from appliance.media.errors import (
 )
 from appliance.media.manifest import Manifest, ManifestEntry, sha256_file
 from appliance.media.profiles import MediaProfile
+from appliance.media.streamed import SourceIdentity, StreamedFile, compute_sha256
 from appliance.media.transcode import fit_to_profile, is_lossy
 from appliance.store.incoming import encode_file_meta
 from appliance.store.layout import validate_uid
@@ -117,17 +126,24 @@ class FileSetResult:
     """SOP Instance UIDs of images whose pixel data has been lossy compressed (now or before);
     their Lossy Image Compression (0028,2110) says "01"."""
     skipped: tuple[Skipped, ...]
+    streamed: tuple[StreamedFile, ...] = ()
+    """Files of the set that are not in `out_dir` (with `stream_copies`): each is read from its
+    source by the ISO builder (`build_iso(extra_files=...)`). They are in `manifest` too."""
+    directory: DirectoryPlan | None = None
+    """The records the DICOMDIR was encoded from, with every File ID (for PDI's catalog)."""
 
 
 @dataclass(frozen=True, slots=True)
 class _Staged:
     entry: InstanceEntry
     path: Path
+    """The staged file, or the source of a streamed one."""
     sha256: str
     size: int
     copied: bool
     source_syntax: str
     lossy: bool
+    streamed: StreamedFile | None = None
 
 
 def build_fileset(
@@ -139,6 +155,8 @@ def build_fileset(
     transform: Transform | None = None,
     progress: Progress | None = None,
     on_unsupported: Literal["error", "skip"] = "error",
+    stream_copies: bool = False,
+    hash_streamed: bool = True,
 ) -> FileSetResult:
     """Write `out_dir/DICOMDIR` and `out_dir/DICOM/...` from the given instance files.
 
@@ -152,6 +170,14 @@ def build_fileset(
     - `on_unsupported`: "error" raises for an instance the profile cannot carry
       (ProfileViolationError, TranscodeError); "skip" leaves it off and reports it in
       `FileSetResult.skipped`. Missing or damaged sources always raise SourceFileError.
+    - `stream_copies`: instances copied unchanged are not written into `out_dir`; they are
+      described in `FileSetResult.streamed` (and the manifest) and must be put on the disc by
+      `build_iso(..., extra_files=result.streamed)`, which reads them from their sources. The
+      sources must stay in place until then (a vanished or replaced one fails that build).
+    - `hash_streamed=False` (with `stream_copies`): the SHA-256 of streamed files is not
+      computed here; their manifest entries and `StreamedFile.sha256` are "" until
+      `streamed.with_digests` fills them from the sources (burn jobs do that while the drive
+      writes, before verifying the image against the manifest).
 
     `out_dir` may exist but must not hold a DICOMDIR or a DICOM folder yet. On error nothing of
     the file set is left behind.
@@ -167,15 +193,27 @@ def build_fileset(
         raise FileSetError(f"{out_dir} already holds a file set (DICOMDIR or DICOM)")
     staging = root / STAGING_DIR
     staging.mkdir(parents=True)
+    # Streamed copies are hashed by a thread of their own: reading and hashing release the GIL,
+    # so it runs on the second core while the workers parse headers and the DICOMDIR is built.
+    hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fileset-hash")
     try:
-        staged, skipped = _stage_all(sources, staging, profile, transform, progress, on_unsupported)
+        staged, skipped, digests = _stage_all(
+            sources,
+            staging,
+            profile,
+            transform,
+            progress,
+            on_unsupported,
+            stream_copies,
+            hasher if hash_streamed else None,
+        )
         if not staged:
             # The profiles do not allow a DICOMDIR without directory information.
             raise FileSetError("no instance could be placed on the disc")
         by_uid = {s.entry.sop_instance_uid: s for s in staged}
         plan = plan_file_set(
             [s.entry for s in staged],
-            lambda entry: _read_levels(by_uid[entry.sop_instance_uid].path),
+            lambda entry: _read_levels(by_uid[entry.sop_instance_uid]),
             ROOT_DIR,
         )
         manifest = Manifest()
@@ -184,22 +222,28 @@ def build_fileset(
         manifest.add(
             ManifestEntry(DICOMDIR_NAME, hashlib.sha256(dicomdir).hexdigest(), len(dicomdir))
         )
+        streamed: list[StreamedFile] = []
         for entry in plan.entries:
             item = by_uid[entry.sop_instance_uid]
-            target = out_dir.joinpath(*entry.file_id)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            item.path.rename(target)
-            manifest.add(
-                ManifestEntry(
-                    "/".join(entry.file_id), item.sha256, item.size, entry.sop_instance_uid
-                )
-            )
+            rel = "/".join(entry.file_id)
+            digest = item.sha256
+            if item.streamed is not None:
+                pending = digests.get(entry.sop_instance_uid)
+                digest = "" if pending is None else pending.result()
+                streamed.append(replace(item.streamed, rel=rel, sha256=digest))
+            else:
+                target = out_dir.joinpath(*entry.file_id)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                item.path.rename(target)
+            manifest.add(ManifestEntry(rel, digest, item.size, entry.sop_instance_uid))
         shutil.rmtree(staging)  # empty unless a skipped instance left a partial file
     except BaseException:
+        hasher.shutdown(wait=True, cancel_futures=True)
         shutil.rmtree(root, ignore_errors=True)
         with contextlib.suppress(FileNotFoundError):
             dicomdir_path.unlink()
         raise
+    hasher.shutdown()
     return FileSetResult(
         manifest=manifest,
         profile=profile.name,
@@ -217,6 +261,8 @@ def build_fileset(
         ),
         lossy=tuple(s.entry.sop_instance_uid for s in staged if s.lossy),
         skipped=tuple(skipped),
+        streamed=tuple(streamed),
+        directory=plan,
     )
 
 
@@ -227,17 +273,28 @@ def _stage_all(
     transform: Transform | None,
     progress: Progress | None,
     on_unsupported: str,
-) -> tuple[list[_Staged], list[Skipped]]:
-    """Write every source under a staging name; return them in source order."""
+    stream_copies: bool,
+    hasher: ThreadPoolExecutor | None,
+) -> tuple[list[_Staged], list[Skipped], dict[str, Future[str]]]:
+    """Write every source under a staging name (or describe it, with `stream_copies`); return
+    them in source order, with the digests of the described ones as `hasher` (if any) computes
+    them."""
     transform_lock = threading.Lock()
     total = len(sources)
     staged: list[_Staged] = []
     skipped: list[Skipped] = []
+    digests: dict[str, Future[str]] = {}
     seen: dict[str, str] = {}
     with ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="fileset") as pool:
         futures: list[Future[_Staged]] = [
             pool.submit(
-                _stage_one, Path(path), staging / f"{n:08d}", profile, transform, transform_lock
+                _stage_one,
+                Path(path),
+                staging / f"{n:08d}",
+                profile,
+                transform,
+                transform_lock,
+                stream_copies,
             )
             for n, path in enumerate(sources)
         ]
@@ -257,13 +314,15 @@ def _stage_all(
                         )
                     seen[uid] = Path(path).name
                     staged.append(item)
+                    if item.streamed is not None and hasher is not None:
+                        digests[uid] = hasher.submit(compute_sha256, item.streamed)
                 if progress is not None:
                     progress(done, total)
         except BaseException:
             for future in futures:
                 future.cancel()
             raise
-    return staged, skipped
+    return staged, skipped, digests
 
 
 def _stage_one(
@@ -272,8 +331,10 @@ def _stage_one(
     profile: MediaProfile,
     transform: Transform | None,
     transform_lock: threading.Lock,
+    stream: bool = False,
 ) -> _Staged:
-    """Read one source and write it, fitted to the profile, at `staged_path`."""
+    """Read one source and write it, fitted to the profile, at `staged_path` (or, with
+    `stream`, describe an unchanged copy without writing it)."""
     with _open_source(path) as source:
         header = source.header
         sop_class = str(header.SOPClassUID)
@@ -286,6 +347,9 @@ def _stage_one(
             profile.check_attributes(header)
             entry = describe_instance(header, source.transfer_syntax)
             meta = encode_file_meta(sop_class, uid, source.transfer_syntax, source.source_ae)
+            lossy = is_lossy(header, source.transfer_syntax)
+            if stream:
+                return source.describe_copy(entry, meta, lossy)
             source.copy_dataset_to(staged_path, meta)
             return _Staged(
                 entry,
@@ -294,7 +358,7 @@ def _stage_one(
                 staged_path.stat().st_size,
                 copied=True,
                 source_syntax=source.transfer_syntax,
-                lossy=is_lossy(header, source.transfer_syntax),
+                lossy=lossy,
             )
         ds = source.read_full()
     if transform is not None:
@@ -324,14 +388,22 @@ def _stage_one(
     )
 
 
-def _read_levels(staged: Path) -> LevelKeys:
-    """The patient/study/series keys of a file we wrote (what the disc will hold)."""
+def _read_levels(item: _Staged) -> LevelKeys:
+    """The patient/study/series keys of a file as the disc will hold it (a streamed file holds
+    its source's data set unchanged, so they are read from the source)."""
     try:
-        return describe_levels(dcmread(staged, stop_before_pixels=True))
+        return describe_levels(dcmread(item.path, stop_before_pixels=True))
     except ProfileViolationError:
         raise
-    except Exception as exc:  # our own file: unreadable means the disk failed us
-        raise FileSetError(f"cannot read back {staged.name} ({type(exc).__name__})") from None
+    except FileNotFoundError:
+        if item.streamed is None:
+            raise FileSetError(f"cannot read back {item.path.name} (it vanished)") from None
+        raise SourceFileError(f"source file {item.path.name} is missing") from None
+    except Exception as exc:  # our own file or a checked source: unreadable means I/O failed
+        what = "source file" if item.streamed is not None else "staged file"
+        raise FileSetError(
+            f"cannot read back {what} {item.path.name} ({type(exc).__name__})"
+        ) from None
 
 
 def _write_dataset(ds: Dataset, path: Path, transfer_syntax: str) -> None:
@@ -382,6 +454,25 @@ class _Source:
             raise FileSetError(f"cannot write {target.name} ({exc.strerror})") from None
         finally:
             os.close(out)
+
+    def describe_copy(self, entry: InstanceEntry, meta: bytes, lossy: bool) -> _Staged:
+        """A streamed copy: `meta` then the data set bytes, never written (and hashed later,
+        by the hashing thread, from the same version of the file)."""
+        length = self.size - self.dataset_offset
+        identity = SourceIdentity.of(os.fstat(self.fd))
+        if identity.size != self.size:
+            raise SourceFileError(f"source file {self.path.name} changed while it was read")
+        file = StreamedFile("", self.path, meta, self.dataset_offset, length, identity)
+        return _Staged(
+            entry,
+            self.path,
+            "",
+            file.size,
+            copied=True,
+            source_syntax=self.transfer_syntax,
+            lossy=lossy,
+            streamed=file,
+        )
 
     def read_full(self) -> Dataset:
         """The complete data set, pixels included."""

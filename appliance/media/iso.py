@@ -12,18 +12,23 @@ Layout rules:
   primary tree; with `joliet=True` a Joliet tree carries every original name, so browsers on
   Windows/macOS/Linux find the long names the pages link to.
 * Files are added by path and copied in chunks while the image is written; memory does not grow
-  with file size. The SHA-256 of the image is computed right after writing, in chunks.
+  with file size. The SHA-256 of the image is computed right after writing, in chunks (or left
+  to the caller, who may do it while a drive writes the image).
+* `extra_files` adds files that exist only as streams (`FileSource`: a path in the tree, a size
+  and a way to open it), e.g. instances read straight from the store: they are merged into the
+  folder tree and laid out exactly as files found under `root`.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import stat
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, BinaryIO, Final, Protocol, cast
 
 import pycdlib
 from pycdlib.pycdlibexception import PyCdlibException
@@ -76,7 +81,7 @@ class IsoResult:
     """Image size in bytes (a multiple of 2048)."""
 
     sha256: str
-    """Hex SHA-256 of the whole image."""
+    """Hex SHA-256 of the whole image ("" when the build was asked not to compute it)."""
 
     volume_label: str
     """The ISO 9660 volume identifier."""
@@ -125,16 +130,39 @@ def iso9660_record_name(level1_name: str, *, is_dir: bool) -> str:
     return level1_name + (";1" if "." in level1_name else ".;1")
 
 
+class FileSource(Protocol):
+    """A file of the image that is not under the content folder: bytes from a stream."""
+
+    @property
+    def rel(self) -> str:
+        """Its path in the tree, POSIX style, relative to the root (e.g. DICOM/P0/S0/I0)."""
+
+    @property
+    def size(self) -> int:
+        """Exactly how many bytes `open()` yields."""
+
+    def open(self) -> io.IOBase:
+        """A binary stream positioned at the first byte (read while the image is written)."""
+
+
 # --- planning: walk the source tree and decide every name before touching pycdlib -------------
 
 
 @dataclass(frozen=True, slots=True)
 class _PlannedFile:
-    source: Path
+    source: Path | FileSource
     rel: str
     iso_path: str
     joliet_path: str
     size: int
+
+
+@dataclass(slots=True)
+class _Folder:
+    """One folder of the image: what `root` holds there, plus the extra files placed in it."""
+
+    subfolders: dict[str, _Folder] = field(default_factory=dict)
+    files: dict[str, tuple[Path | FileSource, int]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -219,42 +247,72 @@ def _check_joliet_names(names: Iterable[str], where: str) -> None:
         seen[folded] = name
 
 
-def _plan_tree(root: Path, strict_roots: Collection[str], joliet: bool) -> _Plan:
-    """Walk `root` (no symlinks followed) and decide every ISO 9660 and Joliet path."""
+def _scan(folder: Path, rel: str) -> _Folder:
+    """The real tree under `folder` (no symlinks followed, only files and folders)."""
+    try:
+        with os.scandir(folder) as it:
+            children = list(it)
+    except OSError as exc:
+        raise IsoSourceError(f"Cannot read the folder '{rel or '.'}': {exc.strerror}.") from exc
+    node = _Folder()
+    for entry in children:
+        st = entry.stat(follow_symlinks=False)
+        if stat.S_ISLNK(st.st_mode):
+            raise IsoSourceError(
+                f"'{rel}{entry.name}' is a symbolic link; only files and folders go on a disc."
+            )
+        if stat.S_ISDIR(st.st_mode):
+            node.subfolders[entry.name] = _scan(Path(entry.path), f"{rel}{entry.name}/")
+        elif stat.S_ISREG(st.st_mode):
+            node.files[entry.name] = (Path(entry.path), st.st_size)
+        else:
+            raise IsoSourceError(f"'{rel}{entry.name}' is not a regular file or folder.")
+    return node
+
+
+def _add_extra(tree: _Folder, extra: FileSource) -> None:
+    """Place a streamed file in the tree, creating its folders; refuse a clash."""
+    parts = extra.rel.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        raise IsoSourceError(f"'{extra.rel[:80]}' is not a relative path inside the disc.")
+    node = tree
+    for n, part in enumerate(parts[:-1]):
+        if part in node.files:
+            raise IsoSourceError(f"'{'/'.join(parts[: n + 1])}' is a file and a folder.")
+        node = node.subfolders.setdefault(part, _Folder())
+    name = parts[-1]
+    if name in node.files or name in node.subfolders:
+        raise IsoSourceError(f"'{extra.rel}' is given twice.")
+    node.files[name] = (extra, extra.size)
+
+
+def _plan_tree(
+    root: Path, strict_roots: Collection[str], joliet: bool, extras: Sequence[FileSource] = ()
+) -> _Plan:
+    """Walk `root` (no symlinks followed) plus `extras` and decide every ISO 9660 and Joliet
+    path."""
     if not root.is_dir():
         raise IsoSourceError(f"The disc content folder {root} does not exist.")
+    tree = _scan(root, "")
+    for extra in extras:
+        _add_extra(tree, extra)
     strict_upper = {name.upper() for name in strict_roots}
     plan = _Plan()
 
-    def visit(folder: Path, rel: str, iso: str, jol: str, strict: bool, depth: int) -> None:
-        try:
-            with os.scandir(folder) as it:
-                children = sorted(it, key=lambda e: e.name)
-        except OSError as exc:
-            raise IsoSourceError(f"Cannot read the folder '{rel or '.'}': {exc.strerror}.") from exc
-        kinds: dict[str, bool] = {}
-        for entry in children:
-            mode = entry.stat(follow_symlinks=False).st_mode
-            if stat.S_ISLNK(mode):
-                raise IsoSourceError(
-                    f"'{rel}{entry.name}' is a symbolic link; only files and folders go on a disc."
-                )
-            if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
-                raise IsoSourceError(f"'{rel}{entry.name}' is not a regular file or folder.")
-            kinds[entry.name] = stat.S_ISDIR(mode)
+    def visit(folder: _Folder, rel: str, iso: str, jol: str, strict: bool, depth: int) -> None:
+        kinds: dict[str, bool] = {name: True for name in folder.subfolders}
+        kinds.update((name, False) for name in folder.files)
         if joliet:
-            _check_joliet_names(kinds, rel)
+            _check_joliet_names(sorted(kinds), rel)
         # Strictness is decided per entry at the root and inherited below it.
         strict_of = {n: strict or (depth == 0 and n.upper() in strict_upper) for n in kinds}
         names = _assign_level1_names([(n, d, strict_of[n]) for n, d in kinds.items()], rel)
-        for entry in children:
-            name = entry.name
-            is_dir = kinds[name]
+        for name in sorted(kinds):
             level1 = names[name]
             child_rel = f"{rel}{name}"
             child_iso = f"{iso}/{level1}"
             child_jol = f"{jol}/{name}"
-            if is_dir:
+            if kinds[name]:
                 if depth + 1 > MAX_DIR_DEPTH:
                     raise IsoSourceError(
                         f"The folder '{child_rel}' is nested deeper than ISO 9660 allows "
@@ -262,7 +320,7 @@ def _plan_tree(root: Path, strict_roots: Collection[str], joliet: bool) -> _Plan
                     )
                 plan.dirs.append((child_iso, child_jol))
                 visit(
-                    Path(entry.path),
+                    folder.subfolders[name],
                     child_rel + "/",
                     child_iso,
                     child_jol,
@@ -270,17 +328,15 @@ def _plan_tree(root: Path, strict_roots: Collection[str], joliet: bool) -> _Plan
                     depth + 1,
                 )
             else:
-                size = entry.stat(follow_symlinks=False).st_size
+                source, size = folder.files[name]
                 if size > MAX_FILE_SIZE:
                     raise FileTooLargeError(
                         f"'{child_rel}' is {size} bytes; a file on an ISO 9660 disc can be at "
                         f"most {MAX_FILE_SIZE} bytes (4 GiB - 1)."
                     )
-                plan.files.append(
-                    _PlannedFile(Path(entry.path), child_rel, child_iso, child_jol, size)
-                )
+                plan.files.append(_PlannedFile(source, child_rel, child_iso, child_jol, size))
 
-    visit(root, "", "", "", False, 0)
+    visit(tree, "", "", "", False, 0)
     return plan
 
 
@@ -312,6 +368,8 @@ def build_iso(
     joliet: bool,
     progress: ProgressCallback | None = None,
     strict_roots: Collection[str] = DEFAULT_STRICT_ROOTS,
+    extra_files: Sequence[FileSource] = (),
+    compute_sha256: bool = True,
 ) -> IsoResult:
     """Write an ISO 9660 Level 1 image of the folder `root` to `out_path`.
 
@@ -320,14 +378,19 @@ def build_iso(
     (the partial image is removed) and propagates unchanged, so a job runner can cancel with it.
     `strict_roots` names the top-level entries (the DICOM part) whose names must already be
     Level 1; other names that are not are mapped to unique 8.3 names (see `IsoResult.renamed`).
+    `extra_files` are put in the tree next to what `root` holds (their folders are created as
+    needed; a path that is also under `root` is an error); each is opened when the image writer
+    reaches it, and an error its stream raises aborts the build unchanged. `compute_sha256=False`
+    leaves `IsoResult.sha256` empty for a caller that hashes the image itself later.
 
     The image is written to `<out_path>.part` and renamed when complete, so `out_path` never
     holds a half-written image. Raises `IsoError` subclasses with an operator-readable message.
     """
     validate_volume_label(volume_label)
-    plan = _plan_tree(root, strict_roots, joliet)
+    plan = _plan_tree(root, strict_roots, joliet, extra_files)
 
     iso = pycdlib.PyCdlib()
+    streams: list[io.IOBase] = []
     try:
         iso.new(
             interchange_level=1,
@@ -340,15 +403,24 @@ def build_iso(
         for f in plan.files:
             name = f.iso_path.rsplit("/", 1)
             iso_record = f"{name[0]}/{iso9660_record_name(name[1], is_dir=False)}"
-            iso.add_file(
-                str(f.source), iso_path=iso_record, joliet_path=f.joliet_path if joliet else None
-            )
+            joliet_path = f.joliet_path if joliet else None
+            if isinstance(f.source, Path):
+                iso.add_file(str(f.source), iso_path=iso_record, joliet_path=joliet_path)
+            else:
+                stream = f.source.open()
+                streams.append(stream)
+                # pycdlib only seeks to 0 and reads; any binary stream will do.
+                data = cast(BinaryIO, stream)
+                iso.add_fp(data, f.size, iso_path=iso_record, joliet_path=joliet_path)
     except PyCdlibException as exc:
-        iso.close()
+        _close_all(iso, streams)
         raise IsoNameError(f"The disc layout was refused by the ISO 9660 writer: {exc}") from exc
     except OSError as exc:
-        iso.close()
+        _close_all(iso, streams)
         raise IsoSourceError(f"Cannot read a file of the disc content: {exc}.") from exc
+    except BaseException:
+        _close_all(iso, streams)
+        raise
 
     part = out_path.with_name(out_path.name + ".part")
     try:
@@ -357,7 +429,7 @@ def build_iso(
         # pycdlib writes the metadata out of order and the small files last at low extents, so
         # the digest cannot follow the writes; re-reading right away hits the page cache
         # (about 1.7 GB/s here, +0.11 s for 210 MB) and hashes exactly what is on disk.
-        digest = sha256_file(part)
+        digest = sha256_file(part) if compute_sha256 else ""
         size = part.stat().st_size
         os.replace(part, out_path)
     except PyCdlibException as exc:
@@ -372,7 +444,7 @@ def build_iso(
         part.unlink(missing_ok=True)
         raise
     finally:
-        iso.close()
+        _close_all(iso, streams)
 
     return IsoResult(
         path=out_path,
@@ -382,3 +454,12 @@ def build_iso(
         joliet=joliet,
         iso9660_paths={f.rel: f.iso_path.lstrip("/") for f in plan.files},
     )
+
+
+def _close_all(iso: Any, streams: list[io.IOBase]) -> None:
+    """Close the writer and every stream it was given (each may still hold an open source)."""
+    try:
+        iso.close()
+    finally:
+        for stream in streams:
+            stream.close()

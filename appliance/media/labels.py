@@ -8,6 +8,8 @@ from pathlib import Path
 
 from pydicom import dcmread
 
+from appliance.media.pdi_catalog import Catalog
+
 DICOM_ONLY = "DICOM ONLY"
 DICOM_PLUS_WEB = "DICOM PLUS WEB"
 
@@ -70,6 +72,36 @@ class DiscLabel:
             ),
             study_dates=sorted({d for d in dates if d}),
             descriptions=list(dict.fromkeys(d for d in descriptions if d)),
+        )
+
+    @classmethod
+    def from_catalog(
+        cls,
+        catalog: Catalog,
+        *,
+        institution: str,
+        web: bool,
+        disc: int,
+        discs: int,
+        with_patient: bool,
+    ) -> DiscLabel:
+        """The same label as `from_fileset`, from the catalog of the file set (PDI's view of
+        its DICOMDIR) instead of reading the DICOMDIR once more."""
+        names = [p.name.replace("^", " ").strip() for p in catalog.patients]
+        births = [p.birth_date for p in catalog.patients]
+        studies = [s for p in catalog.patients for s in p.studies]
+        unique_names = list(dict.fromkeys(n for n in names if n))
+        return cls(
+            institution=institution,
+            content=DICOM_PLUS_WEB if web else DICOM_ONLY,
+            disc=disc,
+            discs=discs,
+            patient_name=("; ".join(unique_names) if with_patient else ""),
+            patient_birth_date=(
+                _date(births[0]) if with_patient and len(set(births)) == 1 and births[0] else ""
+            ),
+            study_dates=sorted({_date(s.date) for s in studies if s.date}),
+            descriptions=list(dict.fromkeys(s.description for s in studies if s.description)),
         )
 
     def lines(self) -> list[str]:

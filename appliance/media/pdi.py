@@ -18,11 +18,12 @@ import logging
 import os
 import re
 import shutil
+from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
 
 from appliance.media.manifest import Manifest, ManifestEntry, sha256_file
-from appliance.media.pdi_catalog import DICOMDIR_NAME, read_catalog
+from appliance.media.pdi_catalog import DICOMDIR_NAME, Catalog, read_catalog
 from appliance.media.pdi_errors import PdiError
 from appliance.media.pdi_options import DICOM_ONLY, DICOM_PLUS_WEB, PdiOptions
 from appliance.media.pdi_readme import README_NAME, readme_bytes, readme_text
@@ -57,12 +58,18 @@ def write_pdi_content(
     *,
     profile_name: str = DEFAULT_PROFILE,
     created: date | None = None,
+    external_files: Mapping[str, Path] | None = None,
+    catalog: Catalog | None = None,
 ) -> Manifest:
     """Write the PDI content into `root` and return a Manifest of every file written.
 
     `profile_name` is the PS3.11 application profile the file set was recorded with (README
     claim); `created` the date printed (default today). Content of an earlier run (README,
     INDEX.HTM, IHE_PDI/, SHA256.TXT) is replaced, so a retried job starts clean.
+    `external_files` maps the File IDs (POSIX paths) of instances that are not under `root`
+    (streamed from the store onto the disc) to files holding the same data set. `catalog`,
+    when given (`catalog_from_plan` of the file set just built), is used instead of reading
+    the DICOMDIR back.
     Raises PdiError for a missing or hostile DICOMDIR, an autorun file, or a write failure.
     """
     if not _PROFILE.fullmatch(profile_name):
@@ -72,7 +79,8 @@ def write_pdi_content(
     except OSError as exc:
         raise PdiError(f"file-set root {root} does not exist") from exc
     _refuse_autorun(root)
-    catalog = read_catalog(root)
+    if catalog is None:
+        catalog = read_catalog(root, external_files)
     created = created or date.today()
     try:
         _remove_previous(root)

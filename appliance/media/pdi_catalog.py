@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
+from appliance.media.dicomdir import DirectoryPlan, Node
 from appliance.media.pdi_errors import PdiError
 
 DICOMDIR_NAME = "DICOMDIR"
@@ -132,7 +134,7 @@ def _code(value: str) -> str:
     return _CODE.sub("", value.upper()).strip()
 
 
-def _text(ds: Dataset, keyword: str) -> str:
+def _text(ds: Dataset | Mapping[str, Any], keyword: str) -> str:
     """A string attribute as text ('' when absent or empty); multiple values joined by '\\'."""
     value = ds.get(keyword)
     if value is None:
@@ -142,7 +144,7 @@ def _text(ds: Dataset, keyword: str) -> str:
     return str(value).strip()
 
 
-def _int(ds: Dataset, keyword: str) -> int | None:
+def _int(ds: Dataset | Mapping[str, Any], keyword: str) -> int | None:
     # IS values from foreign writers may be malformed: a bad number is treated as absent.
     try:
         value = ds.get(keyword)
@@ -151,11 +153,15 @@ def _int(ds: Dataset, keyword: str) -> int | None:
         return None
 
 
-def resolve_file_id(root: Path, value: object) -> tuple[str, Path]:
+def resolve_file_id(
+    root: Path, value: object, external: Mapping[str, Path] | None = None
+) -> tuple[str, Path]:
     """Validate a Referenced File ID and return (POSIX relative path, absolute path).
 
     `root` must already be resolved. Raises PdiError when the ID is not a PS3.10 File ID, leaves
-    the root (also through a symlink) or does not name an existing regular file.
+    the root (also through a symlink) or does not name an existing regular file. `external`
+    names files of the set that are not under `root` (streamed from the store onto the disc):
+    File ID (POSIX relative path) -> the file holding the same data set.
     """
     parts = (
         [str(v) for v in value] if isinstance(value, MultiValue | list | tuple) else [str(value)]
@@ -170,6 +176,10 @@ def resolve_file_id(root: Path, value: object) -> tuple[str, Path]:
                 f"DICOMDIR: Referenced File ID {shown} is not a PS3.10 File ID "
                 "(components of 1-8 characters A-Z, 0-9, _; no '..' and no absolute path)"
             )
+    if external is not None:
+        held = external.get("/".join(parts))
+        if held is not None:
+            return "/".join(parts), held
     path = root.joinpath(*parts)
     real = path.resolve()
     if not real.is_relative_to(root):
@@ -217,9 +227,11 @@ class _Records:
                 yield child
 
 
-def read_catalog(root: Path) -> Catalog:
+def read_catalog(root: Path, external: Mapping[str, Path] | None = None) -> Catalog:
     """Read `root/DICOMDIR` into a Catalog; `root` must be resolved.
 
+    `external`: files of the set that are not under `root` (see `resolve_file_id`); the
+    catalog's `InstanceEntry.path` of those is the file given there.
     Raises PdiError when the DICOMDIR is missing, unreadable, hostile or lists no instance.
     """
     path = root / DICOMDIR_NAME
@@ -234,9 +246,9 @@ def read_catalog(root: Path) -> Catalog:
     # refused wherever it sits, so no later step (ISO, verify) meets it unchecked.
     for record in records.records:
         if "ReferencedFileID" in record:
-            resolve_file_id(root, record.ReferencedFileID)
+            resolve_file_id(root, record.ReferencedFileID, external)
     patients = tuple(
-        _patient(records, record, root)
+        _patient(records, record, root, external)
         for record in records.chain(records.root_offset)
         if _text(record, "DirectoryRecordType") == "PATIENT"
     )
@@ -246,9 +258,11 @@ def read_catalog(root: Path) -> Catalog:
     return catalog
 
 
-def _patient(records: _Records, record: Dataset, root: Path) -> PatientEntry:
+def _patient(
+    records: _Records, record: Dataset, root: Path, external: Mapping[str, Path] | None
+) -> PatientEntry:
     studies = sorted(
-        (_study(records, child, root) for child in records.children(record, "STUDY")),
+        (_study(records, child, root, external) for child in records.children(record, "STUDY")),
         key=lambda s: (s.date, s.time),
     )
     return PatientEntry(
@@ -260,9 +274,11 @@ def _patient(records: _Records, record: Dataset, root: Path) -> PatientEntry:
     )
 
 
-def _study(records: _Records, record: Dataset, root: Path) -> StudyEntry:
+def _study(
+    records: _Records, record: Dataset, root: Path, external: Mapping[str, Path] | None
+) -> StudyEntry:
     series = sorted(
-        (_series(records, child, root) for child in records.children(record, "SERIES")),
+        (_series(records, child, root, external) for child in records.children(record, "SERIES")),
         key=lambda s: (s.number is None, s.number or 0),
     )
     return StudyEntry(
@@ -276,12 +292,14 @@ def _study(records: _Records, record: Dataset, root: Path) -> StudyEntry:
     )
 
 
-def _series(records: _Records, record: Dataset, root: Path) -> SeriesEntry:
+def _series(
+    records: _Records, record: Dataset, root: Path, external: Mapping[str, Path] | None
+) -> SeriesEntry:
     instances = []
     for child in records.children(record, None):
         if "ReferencedFileID" not in child:
             continue  # e.g. a private record without a file: nothing to show or count
-        file_id, path = resolve_file_id(root, child.ReferencedFileID)
+        file_id, path = resolve_file_id(root, child.ReferencedFileID, external)
         instances.append(
             InstanceEntry(
                 record_type=_text(child, "DirectoryRecordType"),
@@ -298,5 +316,90 @@ def _series(records: _Records, record: Dataset, root: Path) -> SeriesEntry:
         uid=_text(record, "SeriesInstanceUID"),
         modality=_text(record, "Modality"),
         number=_int(record, "SeriesNumber"),
+        instances=tuple(instances),
+    )
+
+
+# -- from a plan ---------------------------------------------------------------------------------
+
+
+def catalog_from_plan(
+    plan: DirectoryPlan, root: Path, external: Mapping[str, Path] | None = None
+) -> Catalog:
+    """The Catalog of a file set built in this process, from the records its DICOMDIR was
+    encoded from (`FileSetResult.directory`): the same tree `read_catalog` gives, without
+    parsing the DICOMDIR back. Instance paths are `external[file_id]` for files streamed from
+    the store, else under `root`. Raises PdiError when the plan lists no instance.
+    """
+    patients = tuple(
+        _planned_patient(node, root, external or {})
+        for node in plan.roots
+        if node.record_type == "PATIENT"
+    )
+    catalog = Catalog(patients)
+    if catalog.summary().instances == 0:
+        raise PdiError("DICOMDIR lists no instance: nothing to publish")
+    return catalog
+
+
+def _values(node: Node) -> dict[str, Any]:
+    return {element.keyword: element.value for element in node.keys}
+
+
+def _planned_patient(node: Node, root: Path, external: Mapping[str, Path]) -> PatientEntry:
+    values = _values(node)
+    studies = sorted(
+        (_planned_study(c, root, external) for c in node.children if c.record_type == "STUDY"),
+        key=lambda s: (s.date, s.time),
+    )
+    return PatientEntry(
+        name=_text(values, "PatientName"),
+        patient_id=_text(values, "PatientID"),
+        birth_date=_text(values, "PatientBirthDate"),
+        sex=_text(values, "PatientSex"),
+        studies=tuple(studies),
+    )
+
+
+def _planned_study(node: Node, root: Path, external: Mapping[str, Path]) -> StudyEntry:
+    values = _values(node)
+    series = sorted(
+        (_planned_series(c, root, external) for c in node.children if c.record_type == "SERIES"),
+        key=lambda s: (s.number is None, s.number or 0),
+    )
+    return StudyEntry(
+        uid=_text(values, "StudyInstanceUID"),
+        date=_text(values, "StudyDate"),
+        time=_text(values, "StudyTime"),
+        description=_text(values, "StudyDescription"),
+        accession_number=_text(values, "AccessionNumber"),
+        study_id=_text(values, "StudyID"),
+        series=tuple(series),
+    )
+
+
+def _planned_series(node: Node, root: Path, external: Mapping[str, Path]) -> SeriesEntry:
+    instances = []
+    for child in node.children:
+        entry = child.entry
+        if entry is None:
+            continue
+        file_id = "/".join(entry.file_id)
+        instances.append(
+            InstanceEntry(
+                record_type=child.record_type,
+                file_id=file_id,
+                path=external.get(file_id) or root.joinpath(*entry.file_id),
+                sop_class_uid=entry.sop_class_uid,
+                sop_instance_uid=entry.sop_instance_uid,
+                instance_number=_int(_values(child), "InstanceNumber"),
+            )
+        )
+    instances.sort(key=lambda i: (i.instance_number is None, i.instance_number or 0))
+    values = _values(node)
+    return SeriesEntry(
+        uid=_text(values, "SeriesInstanceUID"),
+        modality=_text(values, "Modality"),
+        number=_int(values, "SeriesNumber"),
         instances=tuple(instances),
     )
