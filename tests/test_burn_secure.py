@@ -299,10 +299,11 @@ def test_certificate_only_disc_and_password_needed_after_restart(
 def test_requests_that_cannot_make_a_secure_disc(received: dict[str, Any]) -> None:
     config: KioskConfig = received["config"]
     study = [received["study"]]
-    with pytest.raises(BurnRequestError, match="web content"):
-        resolve_options(
-            config, BurnRequest(study_uids=study, profile="seccd", web=True, secret_ref="x")
-        )
+    # Web content on a secure disc is the encrypted web bundle (tests/test_web_bundle.py).
+    bundled = resolve_options(
+        config, BurnRequest(study_uids=study, profile="seccd", web=True, secret_ref="x")
+    )
+    assert bundled.secure and bundled.web
     with pytest.raises(BurnRequestError, match="unknown recipient"):
         resolve_options(config, BurnRequest(study_uids=study, encrypt=True, recipients=["nope"]))
     with pytest.raises(BurnRequestError, match="password or a recipient"):

@@ -39,7 +39,7 @@ from appliance.media.fileset import build_fileset
 from appliance.media.iso import build_iso
 from appliance.media.labels import DiscLabel, write_label
 from appliance.media.manifest import Manifest, sha256_file
-from appliance.media.pdi import write_pdi_content
+from appliance.media.pdi import WebBundle, write_pdi_content
 from appliance.media.pdi_catalog import catalog_from_plan, read_catalog
 from appliance.media.pdi_options import PdiOptions
 from appliance.media.reidentify import NewIdentity, Reidentifier
@@ -48,6 +48,7 @@ from appliance.media.secure.profiles import media_profile as resolve_media_profi
 from appliance.media.spanning import SpanItem, plan_discs
 from appliance.media.streamed import StreamedFile, with_digests
 from appliance.media.verify import verify_image, verify_secure_image
+from appliance.media.web_bundle_check import verify_web_bundle
 from appliance.store.index import connect
 from appliance.store.selection import SelectedInstance, select_instances
 
@@ -59,6 +60,10 @@ DISC_RESERVE = 8 * 1024 * 1024
 (a sixteenth of the medium when that is less, for small configured capacities)."""
 WEB_BYTES_PER_IMAGE = 96 * 1024
 """Estimated web content (page share and JPEG preview) per image when web content is on."""
+BUNDLE_BYTES_PER_IMAGE = 512
+"""What packing an image's web content into the encrypted web bundle adds (ZIP local and
+central headers of its preview and page share); the envelope and the README copy, once per
+disc, fit in DISC_RESERVE."""
 SECURE_BYTES_PER_FILE = 4 * 1024
 """Growth of a file when it becomes a Secure DICOM File: envelope, recipients (about 300
 bytes per RSA-2048 certificate), padding, and with signing the certificate and signature."""
@@ -203,7 +208,10 @@ class BurnHandler:
         return instances
 
     def _estimate(self, instance: SelectedInstance, options: BurnOptions) -> int:
-        web = WEB_BYTES_PER_IMAGE if options.web else 0
+        web = 0
+        if options.web:
+            # On a secure disc the same pages go into the encrypted web bundle.
+            web = WEB_BYTES_PER_IMAGE + (BUNDLE_BYTES_PER_IMAGE if options.secure else 0)
         secure = SECURE_BYTES_PER_FILE if options.secure else 0
         return _round_up(instance.size + secure) + web
 
@@ -299,6 +307,18 @@ class BurnHandler:
             )
         timings.add("fileset", started)
         ctx.check_cancelled()
+        # Web content goes on a clear disc as it is, on a secure one as the encrypted web
+        # bundle, sealed with the disc's writer: one PBKDF2 run (and salt) serves the bundle
+        # and every DICOM file. Its time counts as encryption, as it did before the bundle.
+        clear_web = options.web and not options.secure
+        writer = None
+        bundle = None
+        if security is not None:
+            started = time.monotonic()
+            writer = security.disc_writer()
+            timings.add("encrypt", started)
+            if options.web:
+                bundle = WebBundle(work / "web", writer.settings)
         started = time.monotonic()
         external = {f.rel: f.source for f in fileset.streamed}
         # PDI and the label read the tree the DICOMDIR was just encoded from, not the file.
@@ -313,12 +333,14 @@ class BurnHandler:
                 institution_name=self.config.publishing.institution_name,
                 institution_contact=self.config.publishing.institution_contact,
                 application_version=__version__,
-                web_content=options.web,
+                web_content=clear_web,
                 secure=options.secure,
+                web_bundle=bundle is not None,
             ),
             profile_name=options.media_profile,
             external_files=external,
             catalog=catalog,
+            web_bundle=bundle,
         )
         timings.add("pdi", started)
         label = write_label(
@@ -326,7 +348,7 @@ class BurnHandler:
             DiscLabel.from_catalog(
                 catalog,
                 institution=self.config.publishing.institution_name,
-                web=options.web,
+                web=clear_web,
                 disc=number,
                 discs=count,
                 with_patient=options.label_phi,
@@ -334,16 +356,14 @@ class BurnHandler:
         )
         manifest = fileset.manifest
         plaintext: Manifest | None = None
-        if security is not None:
+        if writer is not None:
 
             def secure_progress(done: int, total: int) -> None:
                 ctx.progress(f"{phase}: encrypting", done_files=done, total_files=total)
 
             ctx.check_cancelled()
             started = time.monotonic()
-            secured = encrypt_fileset(
-                root, fileset.manifest, security.disc_writer(), progress=secure_progress
-            )
+            secured = encrypt_fileset(root, fileset.manifest, writer, progress=secure_progress)
             manifest, plaintext = secured.manifest, secured.plaintext
             timings.add("encrypt", started)
         for entry in pdi_manifest.entries:
@@ -362,7 +382,7 @@ class BurnHandler:
             root,
             work / "disc.iso",
             volume_label=f"{self.config.publishing.volume_label}_J{job.id}_D{number}"[:32],
-            joliet=options.web,
+            joliet=clear_web,
             progress=iso_progress,
             extra_files=fileset.streamed,
             # Hashed below while the drive writes the first copy, off the critical path.
@@ -394,6 +414,7 @@ class BurnHandler:
                     plaintext,
                     security,
                     record,
+                    bundle is not None,
                 )
 
             def release_image() -> None:
@@ -428,6 +449,7 @@ class BurnHandler:
         plaintext: Manifest | None,
         security: JobSecurity | None,
         record: dict[str, Any],
+        web_bundle: bool = False,
     ) -> None:
         try:
             # Files streamed from the store are hashed now, from the sources they were read
@@ -448,6 +470,15 @@ class BurnHandler:
             if not report.ok:
                 raise JobError(f"verification of {label} failed: {report.summary()}")
             record["decrypted_verification"] = reader is not None
+        if web_bundle and security is not None:
+            # The encrypted web pages open with the job's password and stay inside the archive.
+            bundle_reader = security.bundle_reader()
+            if bundle_reader is not None:
+                disc_files = [entry.path for entry in manifest.entries]
+                report = verify_web_bundle(image.path, bundle_reader, disc_files)
+                if not report.ok:
+                    raise JobError(f"verification of {label} failed: {report.summary()}")
+            record["web_bundle_verified"] = bundle_reader is not None
 
     def _write_copy(
         self,

@@ -26,6 +26,7 @@ class BurnRequest:
     profile: str | None = None
     copies: int | None = None
     web: bool | None = None
+    """Web pages (None: the profile's choice); with `encrypt` the encrypted web bundle."""
     verify: bool | None = None
     include_related: bool | None = None
     drive: str | None = None
@@ -67,6 +68,8 @@ class BurnOptions:
     capacity: int
     copies: int
     web: bool
+    """Web pages: on a clear disc in clear (IHE PDI "DICOM PLUS WEB"), on a secure disc as
+    the encrypted web bundle (WEB.P7M)."""
     verify: bool
     include_related: bool
     drive: str
@@ -121,7 +124,8 @@ def _security(
     from appliance.media.errors import UnknownProfileError
     from appliance.media.secure.profiles import is_secure_profile, secure_variant
 
-    secure = is_secure_profile(media_profile) or bool(request.encrypt)
+    secure_profile = is_secure_profile(media_profile)
+    secure = secure_profile or bool(request.encrypt)
     if request.encrypt is False and secure:
         raise BurnRequestError(f"media profile {media_profile} always encrypts the disc")
     web = profile_web if request.web is None else request.web
@@ -133,13 +137,16 @@ def _security(
         media_profile = secure_variant(media_profile)
     except UnknownProfileError as exc:
         raise BurnRequestError(str(exc)) from None
-    if request.web:
-        # The web pages would show the patient in clear next to the encrypted files.
-        raise BurnRequestError("a secure disc cannot carry web content (it is not encrypted)")
     unknown = [r for r in request.recipients if r not in config.security.recipients]
     if unknown:
         known = ", ".join(sorted(config.security.recipients)) or "none"
         raise BurnRequestError(f"unknown recipient {unknown[0]!r} (known: {known})")
     if not request.recipients and not request.secret_ref:
         raise BurnRequestError("an encrypted disc needs a password or a recipient certificate")
-    return media_profile, True, False
+    # Web content on a secure disc is the encrypted web bundle (the pages in clear would show
+    # the patient next to the encrypted files). It is made when the job asks for it, or when
+    # a secure profile is configured with web content; a clear profile's web default does not
+    # add it to a disc that is encrypted on request.
+    if request.web is not None:
+        return media_profile, True, request.web
+    return media_profile, True, profile_web and secure_profile

@@ -120,6 +120,13 @@ class JobSecurity:
             return SignedByReader(self.signer.certificate, passwords=self._passwords)
         return SecureFileReader(passwords=self._passwords)
 
+    def bundle_reader(self) -> SecureFileReader | None:
+        """A reader that opens this job's encrypted web bundle (a ZIP archive, plain id-data:
+        not DICOM, not signed), or None without a password."""
+        if not self._passwords:
+            return None
+        return SecureFileReader(passwords=self._passwords, require_dicom=False)
+
     def __repr__(self) -> str:
         return (
             f"JobSecurity({len(self._passwords)} password(s), "

@@ -5,6 +5,8 @@ Input: a directory holding a PS3.11 file set (`DICOMDIR` and `DICOM/...`). Outpu
     README.TXT   always: institution, creating application, counts, how to open, conformance
     INDEX.HTM    with web content ("DICOM PLUS WEB"), see `pdi_web`
     IHE_PDI/     with web content: pages and JPEG previews
+    WEB.P7M      secure discs with the encrypted web bundle instead: the pages (and a copy of
+                 the README) as one encrypted ZIP, see `web_bundle`
     SHA256.TXT   `sha256sum` format: the SHA-256 of every file outside DICOM/ and DICOMDIR
                  (itself excluded); verify from the disc root with `sha256sum -c SHA256.TXT`
 
@@ -25,9 +27,10 @@ from pathlib import Path
 from appliance.media.manifest import Manifest, ManifestEntry, sha256_file
 from appliance.media.pdi_catalog import DICOMDIR_NAME, Catalog, read_catalog
 from appliance.media.pdi_errors import PdiError
-from appliance.media.pdi_options import DICOM_ONLY, DICOM_PLUS_WEB, PdiOptions
+from appliance.media.pdi_options import DICOM_ONLY, DICOM_PLUS_WEB, WEB_BUNDLE_NAME, PdiOptions
 from appliance.media.pdi_readme import README_NAME, readme_bytes, readme_text
 from appliance.media.pdi_web import INDEX_NAME, WEB_DIR, write_web_content
+from appliance.media.web_bundle import WebBundle, write_web_bundle
 
 __all__ = [
     "CHECKSUMS_NAME",
@@ -35,9 +38,11 @@ __all__ = [
     "DICOM_PLUS_WEB",
     "INDEX_NAME",
     "README_NAME",
+    "WEB_BUNDLE_NAME",
     "WEB_DIR",
     "PdiError",
     "PdiOptions",
+    "WebBundle",
     "write_pdi_content",
 ]
 
@@ -49,7 +54,7 @@ DEFAULT_PROFILE = "STD-GEN-CD"
 _PROFILE = re.compile(r"[A-Z][A-Z0-9-]{0,63}")
 # Names a checksum line can carry without sha256sum's backslash escaping (and ISO-safe).
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
-_OURS = (README_NAME, INDEX_NAME, WEB_DIR, CHECKSUMS_NAME)
+_OURS = (README_NAME, INDEX_NAME, WEB_DIR, WEB_BUNDLE_NAME, CHECKSUMS_NAME)
 
 
 def write_pdi_content(
@@ -60,6 +65,7 @@ def write_pdi_content(
     created: date | None = None,
     external_files: Mapping[str, Path] | None = None,
     catalog: Catalog | None = None,
+    web_bundle: WebBundle | None = None,
 ) -> Manifest:
     """Write the PDI content into `root` and return a Manifest of every file written.
 
@@ -69,7 +75,8 @@ def write_pdi_content(
     `external_files` maps the File IDs (POSIX paths) of instances that are not under `root`
     (streamed from the store onto the disc) to files holding the same data set. `catalog`,
     when given (`catalog_from_plan` of the file set just built), is used instead of reading
-    the DICOMDIR back.
+    the DICOMDIR back. `web_bundle` (required with `options.web_bundle`) is where the
+    encrypted web bundle is staged and who can open it.
     Raises PdiError for a missing or hostile DICOMDIR, an autorun file, or a write failure.
     """
     if not _PROFILE.fullmatch(profile_name):
@@ -79,6 +86,10 @@ def write_pdi_content(
     except OSError as exc:
         raise PdiError(f"file-set root {root} does not exist") from exc
     _refuse_autorun(root)
+    if options.web_bundle and web_bundle is None:
+        raise PdiError("the encrypted web bundle needs its staging folder and recipients")
+    if options.web_bundle and web_bundle is not None:
+        web_bundle.check_outside(root)
     if catalog is None:
         catalog = read_catalog(root, external_files)
     created = created or date.today()
@@ -98,6 +109,10 @@ def write_pdi_content(
         if options.web_content:
             written += write_web_content(
                 root, catalog, options, created=created, readme_name=README_NAME
+            )
+        if options.web_bundle and web_bundle is not None:
+            written.append(
+                write_web_bundle(root, web_bundle, catalog, options, created=created, readme=readme)
             )
         manifest = _write_checksums(root, written)
     except OSError as exc:

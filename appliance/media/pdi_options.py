@@ -13,6 +13,8 @@ DICOM_ONLY = "DICOM ONLY"
 DICOM_PLUS_WEB = "DICOM PLUS WEB"
 MIN_IMAGE_EDGE = 64
 MAX_IMAGE_EDGE = 2048
+WEB_BUNDLE_NAME = "WEB.P7M"
+"""The encrypted web bundle at the root of a secure disc (ISO 9660 Level 1: 8.3)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +41,11 @@ class PdiOptions:
     """The DICOM files will be encrypted (STD-GEN-SEC-* profiles): the README says so and names
     nothing but counts. Excludes web content, which would show the data in clear."""
 
+    web_bundle: bool = False
+    """Secure discs only: the web pages (as `web_content` writes them, with a copy of the
+    README) go into one encrypted archive, WEB_BUNDLE_NAME, instead of onto the disc in clear;
+    the README says how to open it."""
+
     language: Literal["en"] = "en"
     """Language of the README and the pages; English only for now."""
 
@@ -54,6 +61,8 @@ class PdiOptions:
             raise PdiError(
                 "PDI options: a secure disc cannot carry web content (it is not encrypted)"
             )
+        if self.web_bundle and not self.secure:
+            raise PdiError("PDI options: the encrypted web bundle is for secure discs only")
         if not MIN_IMAGE_EDGE <= self.max_image_edge <= MAX_IMAGE_EDGE:
             raise PdiError(
                 f"PDI options: max_image_edge must be {MIN_IMAGE_EDGE}..{MAX_IMAGE_EDGE} pixels"

@@ -16,10 +16,14 @@ import textwrap
 from datetime import date
 
 from appliance.media.pdi_catalog import ContentSummary
-from appliance.media.pdi_options import PdiOptions
+from appliance.media.pdi_options import WEB_BUNDLE_NAME, PdiOptions
 
 README_NAME = "README.TXT"
 WIDTH = 76
+BUNDLE_ZIP_NAME = "web.zip"
+"""What the README's command calls the decrypted archive."""
+BUNDLE_INDEX_NAME = "INDEX.HTM"
+"""The start page inside the archive (the web content's INDEX.HTM)."""
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
@@ -91,8 +95,7 @@ def readme_text(
         "",
         *_wrap(
             "To protect privacy this file names no patient. Who the images belong to is recorded"
-            " inside the DICOM files"
-            + (" and shown on the web pages." if options.web_content else ".")
+            " inside the DICOM files" + _pages_clause(options)
         ),
     ]
     if options.secure:
@@ -123,6 +126,8 @@ def readme_text(
             "   ",
             first="2. ",
         )
+    if options.web_bundle:
+        lines += _bundle_lines()
     lines += [
         "",
         *_wrap("This disc starts nothing by itself: it contains no autorun file and no program."),
@@ -147,6 +152,42 @@ def readme_text(
         ),
     ]
     return "\r\n".join(lines) + "\r\n"
+
+
+def _pages_clause(options: PdiOptions) -> str:
+    if options.web_content:
+        return " and shown on the web pages."
+    if options.web_bundle:
+        return f" and shown on the web pages inside the encrypted archive {WEB_BUNDLE_NAME}."
+    return "."
+
+
+def _bundle_lines() -> list[str]:
+    """How to open the encrypted web bundle. The command names the placeholder PASSWORD,
+    never a password; it stands on one line of its own, unwrapped, so it can be copied as it is
+    (the only line wider than WIDTH)."""
+    return [
+        *_wrap(
+            f"With a web browser, after decrypting: the file {WEB_BUNDLE_NAME} at the top of this"
+            " disc is an encrypted ZIP archive of web pages with the patient and study details"
+            " and reduced previews of the images (for orientation only, not for diagnosis). It"
+            " opens with the same password or key as the DICOM files, for example with OpenSSL"
+            " (replace PASSWORD by the password you were given):",
+            "   ",
+            first="2. ",
+        ),
+        "",
+        f"  openssl cms -decrypt -inform DER -in {WEB_BUNDLE_NAME} -pwri_password PASSWORD"
+        f" -out {BUNDLE_ZIP_NAME}",
+        "",
+        *_wrap(
+            "With a private key and certificate instead of a password, replace"
+            " -pwri_password PASSWORD by -inkey KEY.PEM -recip CERT.PEM. Then unpack"
+            f" {BUNDLE_ZIP_NAME} into a folder of your computer (any ZIP program) and open"
+            f" {BUNDLE_INDEX_NAME} there with a web browser.",
+            "   ",
+        ),
+    ]
 
 
 def readme_bytes(text: str) -> bytes:

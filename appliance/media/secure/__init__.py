@@ -8,6 +8,9 @@ Signed-data, never bare data. Writing:
     writer = SecureFileWriter(EnvelopeSettings(passwords=(kek,), certificates=(cert,)))
     writer.encrypt_file(path, path)                     # fresh content key and IV per file
 
+Non-DICOM content (the encrypted web bundle) is enveloped as plain id-data by
+`PlainDataWriter`, for the same recipients.
+
 Reading:
 
     reader = SecureFileReader(passwords=[password], keys=[KeyCredential(key, cert)])
@@ -45,6 +48,7 @@ from appliance.media.secure.password import (
     PasswordPolicy,
     password_bytes,
 )
+from appliance.media.secure.plain import PlainDataWriter
 from appliance.media.secure.reader import (
     DecryptResult,
     SecureFileReader,
@@ -72,6 +76,7 @@ __all__ = [
     "PasswordKek",
     "PasswordPolicy",
     "PasswordPolicyError",
+    "PlainDataWriter",
     "RecipientError",
     "SecureFileReader",
     "SecureFileWriter",

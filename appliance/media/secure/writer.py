@@ -40,6 +40,7 @@ from appliance.media.secure.algorithms import (
     DigestName,
 )
 from appliance.media.secure.errors import RecipientError, SecureWriteError
+from appliance.media.secure.file_target import encrypt_into
 from appliance.media.secure.framing import content_type_for, inner_frame
 from appliance.media.secure.lanes import HelperLane, InlineLane, Lane
 from appliance.media.secure.password import PasswordKek
@@ -323,27 +324,8 @@ class SecureFileWriter:
     ) -> EncryptResult:
         """Encrypt the file `source` into `target` (which may be `source` itself: the file is
         then replaced). The target appears complete or not at all."""
-        partial = target.with_name(f".{target.name}.secure-partial")
-        try:
-            # Unbuffered both ways: reads land in our buffer, and `_Output` gathers the writes.
-            with source.open("rb", buffering=0) as src:
-                size = os.fstat(src.fileno()).st_size
-                if size > CHUNK and hasattr(os, "posix_fadvise"):
-                    # A large file is read once, front to back: a wider read-ahead.
-                    os.posix_fadvise(src.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
-                with partial.open("wb", buffering=0) as dst:
-                    result = self.encrypt(src, size, dst, hash_output=hash_output)
-                if src.read(1):
-                    raise SecureWriteError(f"{source.name} grew while it was being encrypted")
-            partial.replace(target)
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                partial.unlink()
-            raise SecureWriteError(
-                f"{source.name} cannot be encrypted ({exc.strerror or type(exc).__name__})"
-            ) from None
-        except BaseException:
-            with contextlib.suppress(OSError):
-                partial.unlink()
-            raise
-        return result
+        return encrypt_into(
+            source,
+            target,
+            lambda src, size, dst: self.encrypt(src, size, dst, hash_output=hash_output),
+        )
