@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -153,22 +154,51 @@ class StorageHandlers:
         request = cast(C_STORE, event.request)
         assoc = event.assoc
         context = event.context
-        sop_instance_uid = str(request.AffectedSOPInstanceUID)
-        incoming = getattr(request, "_dataset_file", None)
+        attached = getattr(request, "_dataset_file", None)
+
+        def incoming_file() -> IncomingFile:
+            if isinstance(attached, IncomingFile):
+                return attached
+            # The data set was buffered in memory (no file could be attached in time).
+            incoming = self.open_incoming(
+                str(request.AffectedSOPClassUID),
+                str(request.AffectedSOPInstanceUID),
+                str(context.transfer_syntax),
+                str(assoc.requestor.ae_title),
+            )
+            buffer = request.DataSet
+            incoming.write(buffer.getvalue() if buffer is not None else b"")
+            return incoming
+
+        status, comment = self.store_received(
+            incoming_file,
+            expected_sop_class_uid=str(context.abstract_syntax),
+            sop_instance_uid=str(request.AffectedSOPInstanceUID),
+            assoc=assoc,
+        )
+        return status_dataset(status, comment) if status != statuses.SUCCESS else status
+
+    def store_received(
+        self,
+        incoming: IncomingFile | Callable[[], IncomingFile],
+        *,
+        expected_sop_class_uid: str,
+        sop_instance_uid: str,
+        assoc: Any,
+    ) -> tuple[int, str]:
+        """Commit a received instance; returns the (status, error comment) to answer with.
+
+        `incoming` is the streamed file, or a callable that produces it. Never raises: every
+        failure becomes a status (an exception would reach pynetdicom, which answers with its
+        own generic status, or the DUL, which would abort the association).
+        """
+        file: IncomingFile | None = incoming if isinstance(incoming, IncomingFile) else None
         try:
-            if not isinstance(incoming, IncomingFile):
-                # The data set was buffered in memory (no file could be attached in time).
-                incoming = self.open_incoming(
-                    str(request.AffectedSOPClassUID),
-                    sop_instance_uid,
-                    str(context.transfer_syntax),
-                    str(assoc.requestor.ae_title),
-                )
-                buffer = request.DataSet
-                incoming.write(buffer.getvalue() if buffer is not None else b"")
+            if file is None:
+                file = cast(Callable[[], IncomingFile], incoming)()
             result = self.store.commit(
-                incoming,
-                expected_sop_class_uid=str(context.abstract_syntax),
+                file,
+                expected_sop_class_uid=expected_sop_class_uid,
                 expected_sop_instance_uid=sop_instance_uid,
                 calling_ae=str(assoc.requestor.ae_title).strip(),
                 called_ae=str(assoc.acceptor.ae_title).strip(),
@@ -188,8 +218,8 @@ class StorageHandlers:
             )
         finally:
             forget = getattr(assoc.dimse, "forget", None)
-            if forget is not None and isinstance(incoming, IncomingFile):
-                forget(incoming)
+            if forget is not None and file is not None:
+                forget(file)
         self.counters.count(ok=True, size=result.size)
         tally = _tally(assoc)
         tally["stored"] += 1
@@ -200,13 +230,13 @@ class StorageHandlers:
             result.size,
             " replacing an earlier copy" if result.replaced else "",
         )
-        return statuses.SUCCESS
+        return statuses.SUCCESS, ""
 
     def _failed(
         self, status: int, comment: str, sop_instance_uid: str, assoc: Any = None
-    ) -> Dataset:
+    ) -> tuple[int, str]:
         self.counters.count(ok=False)
         if assoc is not None:
             _tally(assoc)["failed"] += 1
         log.warning("C-STORE of %s refused with 0x%04X: %s", sop_instance_uid, status, comment)
-        return status_dataset(status, comment)
+        return status, comment[:64]

@@ -121,6 +121,7 @@ class DicomServer:
             self.contexts,
             h.open_incoming,
             handlers,
+            direct_store=h.store_received,
         )
         self.ae._servers.append(self._server)
         self._thread = threading.Thread(

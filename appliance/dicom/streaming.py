@@ -5,17 +5,23 @@ pynetdicom either buffers a whole data set in memory or writes it to a NamedTemp
 file must already carry our File Meta and sit on the store's filesystem so that committing it
 is a rename. So we configure pynetdicom with three small subclasses:
 
-- `StreamingDIMSE` attaches an `IncomingFile` to a C-STORE request as soon as its command set is
-  decoded; pynetdicom then appends every data fragment to it (its chunked-dataset path).
+- `StreamingDIMSE` runs the C-STORE fast path: a plain C-STORE-RQ (see `dimse_decode`) is
+  decoded from the PDU buffer, its data fragments are written straight into an `IncomingFile`,
+  the store is called from the DUL thread and a pre-encoded C-STORE-RSP goes out on the socket.
+  Anything else is fed to pynetdicom PDV by PDV; a C-STORE that pynetdicom decodes still gets
+  its `IncomingFile` attached as soon as its command set is decoded.
 - `StreamingAssociation` discards files of requests that never completed (abort, lost peer),
   and waits for DIMSE messages instead of polling for them every millisecond.
 - `WakingDUL` sleeps in select() on the socket and a wake-up pipe instead of a fixed 1 ms sleep,
-  so a PDU or an outgoing response is handled the moment it exists.
+  so a PDU or an outgoing response is handled the moment it exists, and reads PDUs through one
+  reused buffer (`pdu_reader`).
 - `StreamingRequestHandler` builds those for each accepted connection and sets TCP_NODELAY.
 
-pynetdicom is latency-bound, not CPU-bound: its reactors poll with ~1 ms sleeps, which caps a
-one-association sender at a few hundred instances per second. Waking on events removes that
-cap without touching its protocol logic.
+pynetdicom's reactors poll with ~1 ms sleeps, which caps a one-association sender at a few
+hundred instances per second; waking on events removes that cap. What remained was its
+per-message work (pydicom decoding of every command set, primitive conversions, event
+dispatch, 4 KiB socket reads and several copies of each PDU), which the fast path skips when
+nobody observes the events it would trigger.
 """
 
 from __future__ import annotations
@@ -42,7 +48,20 @@ from pynetdicom.pdu import A_ABORT_RQ
 from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
 
-from appliance.dicom.dimse_encode import Element, command_set
+from appliance.dicom.dimse_decode import decode_store_request
+from appliance.dicom.pdu_reader import PDU_TYPES, PduReader, PeerClosedError
+from appliance.dicom.store_fastpath import (
+    RECEIVE_OBSERVERS,
+    SEND_OBSERVERS,
+    DirectStore,
+    FastStore,
+    command_fits,
+    command_pdu,
+    observed,
+    plain_storage,
+    split_pdvs,
+    store_response,
+)
 from appliance.store import IncomingFile
 
 if TYPE_CHECKING:
@@ -57,12 +76,135 @@ IncomingOpener = Callable[[str, str, str, str], IncomingFile]
 class StreamingDIMSE(DIMSEServiceProvider):
     """A DIMSE provider that streams C-STORE data sets into `IncomingFile`s."""
 
-    def __init__(self, assoc: Association, opener: IncomingOpener) -> None:
+    def __init__(
+        self, assoc: Association, opener: IncomingOpener, direct_store: DirectStore | None = None
+    ) -> None:
         super().__init__(assoc)
         self._opener = opener
+        self._direct_store = direct_store
         self._pending: set[IncomingFile] = set()
         self._lock = threading.Lock()
         self._closed = False
+        self._fast: FastStore | None = None
+        self._common_extended: dict[Any, Any] | None = None
+
+    # -- the fast path (DUL thread) -------------------------------------------------------------
+
+    def fast_path_open(self) -> bool:
+        """True if the next P-DATA-TF PDU may go to `receive_pdata_tf` (nobody observes the
+        receive events it skips, and there is a store to hand instances to)."""
+        return self._direct_store is not None and not observed(self.assoc, RECEIVE_OBSERVERS)
+
+    def receive_pdata_tf(self, body: memoryview) -> bool:
+        """Handle one P-DATA-TF PDU's body; False if it is invalid (the DUL then aborts).
+
+        A plain C-STORE-RQ with its data set is decoded and streamed here and the store is
+        called directly, from this thread: the sender waits for the response anyway, and each
+        thread hand-off costs more than a small instance's parsing. Every other PDV, and every
+        PDV of a message pynetdicom has started, goes through pynetdicom one at a time.
+        """
+        pdvs = split_pdvs(body)
+        if pdvs is None:
+            log.error("invalid P-DATA-TF PDU: PDV lengths do not add up")
+            return False
+        for context_id, control, start, end in pdvs:
+            fast = self._fast
+            if fast is not None:
+                if control & 0x01:
+                    log.error("command fragment inside a data set; aborting the association")
+                    return False
+                fast.incoming.write(body[start:end])
+                if control & 0x02:
+                    self._fast = None
+                    self._complete(fast)
+                continue
+            if (
+                self.message is None
+                and control & 0x03 == 0x03
+                and self._start_fast(context_id, body[start:end])
+            ):
+                continue
+            single = P_DATA()
+            item: Any = [context_id, bytes(body[start - 1 : end])]  # control header + fragment
+            single.presentation_data_value_list = [item]
+            self._receive_one(single)
+        return True
+
+    def _start_fast(self, context_id: int, command_bytes: memoryview) -> bool:
+        command = decode_store_request(command_bytes)
+        if command is None:
+            return False
+        assoc = self.assoc
+        context = assoc._accepted_cx.get(context_id)
+        if context is None:
+            return False  # pynetdicom aborts for an unknown context; let it
+        if self._common_extended is None:
+            self._common_extended = dict(assoc.acceptor.accepted_common_extended)
+        if not plain_storage(command.sop_class_uid, self._common_extended):
+            return False
+        with self._lock:
+            if self._closed:
+                return False
+            try:
+                incoming = self._opener(
+                    command.sop_class_uid,
+                    command.sop_instance_uid,
+                    str(context.transfer_syntax[0]),
+                    str(assoc.requestor.ae_title),
+                )
+            except Exception:
+                log.exception("cannot open a file for an incoming instance")
+                return False
+            self._pending.add(incoming)
+        self._fast = FastStore(context_id, command, context, incoming)
+        return True
+
+    def _complete(self, fast: FastStore) -> None:
+        """The data set is complete: store it, then answer (what pynetdicom's Storage SCP and
+        `Association._serve_request` do, minus the primitive conversions and event plumbing)."""
+        assoc = self.assoc
+        command = fast.command
+        if assoc._sent_release:
+            log.warning("C-STORE-RQ message received during association release, ignoring")
+            fast.incoming.discard()
+            self.forget(fast.incoming)
+            return
+        assert self._direct_store is not None
+        self.cancel_req = {}
+        status, comment = self._direct_store(
+            fast.incoming,
+            expected_sop_class_uid=str(fast.context.abstract_syntax),
+            sop_instance_uid=command.sop_instance_uid,
+            assoc=assoc,
+        )
+        self.cancel_req = {}
+        if not assoc.is_established:
+            return  # aborted or released meanwhile: nobody to answer
+        response = store_response(
+            command.sop_class_uid, command.sop_instance_uid, command.message_id, status, comment
+        )
+        if not command_fits(response, int(assoc.requestor.maximum_length or 0)):
+            rsp = C_STORE()
+            rsp.MessageIDBeingRespondedTo = command.message_id
+            rsp.AffectedSOPClassUID = command.sop_class_uid
+            rsp.AffectedSOPInstanceUID = command.sop_instance_uid
+            rsp.Status = status
+            if comment:
+                rsp.ErrorComment = comment  # type: ignore[assignment]
+            DIMSEServiceProvider.send_msg(self, rsp, fast.context_id)
+        elif observed(assoc, SEND_OBSERVERS) or self.dul.socket is None:
+            self._queue_command(response, fast.context_id)
+        else:
+            # We are the DUL thread in Sta6: sending a P-DATA-TF is all that DT-1 would do.
+            self.dul.socket.send(command_pdu(fast.context_id, response))
+
+    def _queue_command(self, command: bytes, context_id: int) -> None:
+        pdata = P_DATA()
+        item: Any = [context_id, b"\x03" + command]  # last fragment of a command
+        pdata.presentation_data_value_list = [item]
+        self.dul.send_pdu(pdata)
+
+    # -- pynetdicom's path ------------------------------------------------------------------------
 
     def receive_primitive(self, primitive: P_DATA) -> None:
         """Feed one P-DATA to pynetdicom, one PDV at a time so the file is attached in time."""
@@ -118,12 +260,8 @@ class StreamingDIMSE(DIMSEServiceProvider):
         """
         if isinstance(primitive, C_STORE) and primitive.Status is not None:
             command = c_store_response(primitive)
-            peer_max = int(self.assoc.requestor.maximum_length or 0)
-            if not peer_max or len(command) + 7 <= peer_max:
-                pdata = P_DATA()
-                item: Any = [context_id, b"\x03" + command]  # last fragment of a command
-                pdata.presentation_data_value_list = [item]
-                self.dul.send_pdu(pdata)
+            if command_fits(command, int(self.assoc.requestor.maximum_length or 0)):
+                self._queue_command(command, context_id)
                 return
         super().send_msg(primitive, context_id)
 
@@ -265,7 +403,72 @@ class WakingDUL(DULServiceProvider):
             if self._kill_thread or (sock is not None and not sock._is_connected):
                 return super().receive_pdu(wait=False)
 
+    def _reader(self) -> PduReader | None:
+        raw = getattr(self.socket, "socket", None)
+        if raw is None:
+            return None
+        reader: PduReader | None = getattr(self, "_pdu_reader", None)
+        if reader is None or reader.sock is not raw:
+            reader = self._pdu_reader = PduReader(raw)
+        return reader
+
+    def _is_transport_event(self) -> bool:
+        """pynetdicom's check, but PDUs already in our buffer count as incoming data."""
+        reader: PduReader | None = getattr(self, "_pdu_reader", None)
+        if reader is not None and reader.buffered:
+            self._read_pdu_data()
+            return True
+        return bool(super()._is_transport_event())
+
+    def _read_pdu_data(self) -> None:
+        """Read one PDU; a P-DATA-TF in Sta6 goes straight to the DIMSE fast path.
+
+        pynetdicom reads a PDU in 4 KiB recv() calls, copies it several times and runs it
+        through its state machine and event triggers. In the data transfer state a P-DATA-TF
+        only ever means "give these PDVs to DIMSE" (DT-2, staying in Sta6), so, unless someone
+        observes those events, DIMSE gets a view of our receive buffer. Every other PDU is
+        decoded and queued exactly as pynetdicom does.
+        """
+        reader = self._reader()
+        if reader is None:
+            super()._read_pdu_data()
+            return
+        try:
+            pdu_type, data = reader.read_pdu()
+        except OSError as exc:
+            # A peer closing the connection between PDUs (after a release) is normal.
+            if not isinstance(exc, PeerClosedError) or exc.received:
+                log.error("connection closed before the entire PDU was received")
+            self.event_queue.put("Evt17")
+            return
+        if pdu_type not in PDU_TYPES:
+            log.error("unknown PDU type received 0x%02X", pdu_type)
+            self.event_queue.put("Evt19")
+            return
+        dimse = self.assoc.dimse
+        if (
+            pdu_type == 0x04
+            and self.state_machine.current_state == "Sta6"
+            and isinstance(dimse, StreamingDIMSE)
+            and dimse.fast_path_open()
+            and self.event_queue.empty()
+        ):
+            if not dimse.receive_pdata_tf(memoryview(data)[6:]):
+                self.event_queue.put("Evt19")  # invalid PDU: the state machine aborts
+            return
+        try:
+            pdu, event = self._decode_pdu(bytearray(data))
+        except Exception:
+            log.exception("unable to decode the received PDU")
+            self.event_queue.put("Evt19")
+            return
+        self.event_queue.put(event)
+        self._recv_pdu.put(pdu)
+
     def _wait_for_work(self) -> None:
+        reader: PduReader | None = getattr(self, "_pdu_reader", None)
+        if reader is not None and reader.buffered:
+            return  # a whole PDU may be waiting in our buffer, not in the socket
         watch: list[Any] = [self._waker.read_fd]
         raw = getattr(self.socket, "socket", None)
         if raw is not None:
@@ -330,17 +533,13 @@ class WakingDUL(DULServiceProvider):
 
 def c_store_response(rsp: C_STORE) -> bytes:
     """The C-STORE-RSP command set (PS3.7 9.3.1.2) of a response primitive."""
-    elements: list[Element] = [
-        (0x00000002, "UI", str(rsp.AffectedSOPClassUID)),
-        (0x00000100, "US", 0x8001),
-        (0x00000120, "US", int(rsp.MessageIDBeingRespondedTo or 0)),
-        (0x00000800, "US", 0x0101),
-        (0x00000900, "US", int(rsp.Status or 0)),
-        (0x00001000, "UI", str(rsp.AffectedSOPInstanceUID)),
-    ]
-    if rsp.ErrorComment:
-        elements.append((0x00000902, "LO", str(rsp.ErrorComment)[:64]))
-    return command_set(elements)
+    return store_response(
+        str(rsp.AffectedSOPClassUID),
+        str(rsp.AffectedSOPInstanceUID),
+        int(rsp.MessageIDBeingRespondedTo or 0),
+        int(rsp.Status or 0),
+        str(rsp.ErrorComment or ""),
+    )
 
 
 class StreamingAssociation(Association):
@@ -413,7 +612,7 @@ class StreamingRequestHandler(RequestHandler):
         # pynetdicom builds a plain Association here; we specialise that object rather than
         # re-implementing its construction.
         assoc.__class__ = StreamingAssociation
-        assoc.dimse = StreamingDIMSE(assoc, self.server.incoming_opener)
+        assoc.dimse = StreamingDIMSE(assoc, self.server.incoming_opener, self.server.direct_store)
         assoc.dul.__class__ = WakingDUL
         dul = cast(WakingDUL, assoc.dul)
         dul.install_wakeup()
@@ -432,8 +631,11 @@ class StreamingAssociationServer(ThreadedAssociationServer):
         contexts: list[Any],
         incoming_opener: IncomingOpener,
         evt_handlers: list[Any],
+        direct_store: DirectStore | None = None,
     ) -> None:
+        """`direct_store`, if given, enables the C-STORE fast path (see `StreamingDIMSE`)."""
         self.incoming_opener = incoming_opener
+        self.direct_store = direct_store
         super().__init__(
             ae,
             address,

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from pydicom import dcmread
 from pydicom.datadict import tag_for_keyword
@@ -100,6 +101,18 @@ def _undecodable(why: str) -> UndecodableDatasetError:
     return UndecodableDatasetError(f"the data set cannot be parsed: {why}")
 
 
+_IN_MEMORY_UP_TO = 256 * 1024
+"""Files up to this size are parsed from one read into memory: pydicom asks the file for its
+position before every element, which on a real file is a system call each time."""
+
+
+def _open_for_parsing(path: Path, size: int) -> BinaryIO:
+    if size <= _IN_MEMORY_UP_TO:
+        with path.open("rb") as fp:
+            return io.BytesIO(fp.read())
+    return path.open("rb")
+
+
 def read_record(path: Path, known_meta: tuple[int, str] | None = None) -> InstanceRecord:
     """Parse a stored file into an InstanceRecord, checking its structure on the way.
 
@@ -116,7 +129,7 @@ def read_record(path: Path, known_meta: tuple[int, str] | None = None) -> Instan
     """
     try:
         size = path.stat().st_size
-        with path.open("rb") as fp:
+        with _open_for_parsing(path, size) as fp:
             if known_meta is not None:
                 fp.seek(known_meta[0])
                 syntax = UID(known_meta[1])

@@ -214,7 +214,8 @@ class InstanceStore:
         temp_removed = completed = 0
         self._temp_pool.discard_ready()
         partials = sorted(
-            [*self.incoming_dir.iterdir(), *self.spare_dir.iterdir()],
+            # Files only: the pool keeps its staging subdirectory in the spare directory.
+            (p for p in [*self.incoming_dir.iterdir(), *self.spare_dir.iterdir()] if p.is_file()),
             key=lambda p: p.stat().st_mtime,
         )
         for partial in partials:
@@ -241,6 +242,7 @@ class InstanceStore:
                 detail=f"temp_removed={temp_removed} adopted={adopted} dropped={dropped} "
                 f"quarantined={quarantined}",
             )
+        self._temp_pool.prime()
         return report
 
     def _complete_partial(self, partial: Path) -> str | None:
