@@ -535,3 +535,28 @@ def test_destination_without_commitment(
         assert job["result"]["counts"]["sent"] == 10
         assert {path: path.stat().st_mtime_ns for path in scp.files()} == written
     _assert_no_patient_data(daemon, disc)
+
+
+def test_keep_local_copy_puts_the_reconciled_instances_into_our_store(
+    make_kioskd: MakeKioskd, clean_discs: tuple[Disc, Disc], tmp_path: Path
+) -> None:
+    disc = clean_discs[0]
+    with Storescp(tmp_path / "scp") as scp:
+        daemon = _daemon(
+            make_kioskd, {"scp": (scp.ae_title, scp.port)}, {"commitment_required": False}
+        )
+        daemon.start()
+        job = _import(daemon, disc.image, "--dest", "scp", "--keep", "--keep-local")
+        assert job["state"] == "succeeded", job
+        assert job["result"]["local_copy"] == {"stored": 10, "failed": 0}
+        # Our store now holds exactly what the node got, indexed like any received instance.
+        stored = {
+            row["sop_instance_uid"]
+            for row in index_rows(daemon, "SELECT sop_instance_uid FROM instances")
+        }
+        assert stored == set(disc.originals) == set(scp.received())
+        calling = {
+            row["calling_ae"] for row in index_rows(daemon, "SELECT calling_ae FROM instances")
+        }
+        assert calling == {"KIOSK"}
+    _assert_no_patient_data(daemon, disc)
