@@ -196,7 +196,10 @@ def main(argv: list[str] | None = None) -> int:
     image = build_disc(files, DEFAULT_DATA_DIR / f"{data.directory.name}.iso")
     runs: list[dict[str, float]] = []
     for n in range(args.runs):
-        with tempfile.TemporaryDirectory(prefix="kiosk-bench-import-") as tmp:
+        # Scratch space next to the cached data, not /tmp: on this VM /tmp has slow file
+        # creation (ext4 walking many recently freed inodes), which would mostly measure that.
+        # Both sides (kioskd's var and both storescp folders) live there alike.
+        with tempfile.TemporaryDirectory(prefix="import-", dir=DEFAULT_DATA_DIR) as tmp:
             run = ours(image, Path(tmp) / "ours", len(files))
             run["ref_storescu"] = reference(image, Path(tmp) / "ref", len(files))
         runs.append(run)
