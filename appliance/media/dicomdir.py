@@ -32,10 +32,9 @@ from dataclasses import dataclass, field
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
-from pydicom.filebase import DicomBytesIO
-from pydicom.filewriter import write_dataset
 from pydicom.sequence import Sequence as DicomSequence
 
+from appliance.media.dicomdir_record import encode_record
 from appliance.media.errors import FileSetError, ProfileViolationError
 from appliance.media.profiles import STANDARD_UID_ROOT
 from appliance.store.incoming import encode_file_meta
@@ -822,18 +821,7 @@ def _flatten(nodes: list[Node], out: list[tuple[Node, int | None, int | None]]) 
 
 def _encode_item(node: Node) -> bytearray:
     """The record's elements with both offsets zero (filled in by `encode_dicomdir`)."""
-    ds = Dataset()
-    ds.add(DataElement(0x00041400, "UL", 0))
-    ds.add(DataElement(0x00041410, "US", 0xFFFF))
-    ds.add(DataElement(0x00041420, "UL", 0))
-    ds.add(DataElement(0x00041430, "CS", node.record_type))
-    for elem in node.keys:
-        ds.add(elem)
-    fp = DicomBytesIO()
-    fp.is_little_endian = True
-    fp.is_implicit_VR = False
-    write_dataset(fp, ds)
-    body = bytearray(fp.getvalue())
+    body = encode_record(node.record_type, node.keys)
     if body[:8] != _NEXT_HEADER or body[22:30] != _LOWER_HEADER:
         raise FileSetError("internal error: unexpected directory record layout")
     return body

@@ -43,7 +43,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -70,6 +70,8 @@ from appliance.media.errors import (
 )
 from appliance.media.manifest import Manifest, ManifestEntry, sha256_file
 from appliance.media.profiles import MediaProfile
+from appliance.media.source_header import read_header
+from appliance.media.source_structure import check_structure, meta_end
 from appliance.media.streamed import SourceIdentity, StreamedFile, compute_sha256
 from appliance.media.transcode import fit_to_profile, is_lossy
 from appliance.store.incoming import encode_file_meta
@@ -285,9 +287,21 @@ def _stage_all(
     skipped: list[Skipped] = []
     digests: dict[str, Future[str]] = {}
     seen: dict[str, str] = {}
-    with ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="fileset") as pool:
-        futures: list[Future[_Staged]] = [
-            pool.submit(
+    # Streamed copies only parse headers, which holds the GIL: worker threads would add
+    # hand-offs and lock convoys, not speed, so they are described in this thread, one at a
+    # time as the loop below asks for them. Copies and re-encodings write and hash files,
+    # which releases the GIL: two threads overlap that with the next header.
+    inline = stream_copies and transform is None
+    with contextlib.ExitStack() as stack:
+        submit: Callable[..., _Pending] = (
+            _Deferred
+            if inline
+            else stack.enter_context(
+                ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="fileset")
+            ).submit
+        )
+        futures: list[_Pending] = [
+            submit(
                 _stage_one,
                 Path(path),
                 staging / f"{n:08d}",
@@ -323,6 +337,33 @@ def _stage_all(
                 future.cancel()
             raise
     return staged, skipped, digests
+
+
+class _Pending(Protocol):
+    """A staging result to come: a Future of the worker pool, or a `_Deferred` call."""
+
+    def result(self) -> _Staged: ...
+
+    def cancel(self) -> bool: ...
+
+
+class _Deferred:
+    """A call run in the caller's thread when its result is first asked for."""
+
+    def __init__(self, function: Callable[..., _Staged], *args: object) -> None:
+        self._call: Callable[[], _Staged] | None = lambda: function(*args)
+
+    def result(self) -> _Staged:
+        """Run the call (once; it is dropped afterwards, so it runs at most once)."""
+        call, self._call = self._call, None
+        if call is None:
+            raise RuntimeError("a staging result was asked for twice")
+        return call()
+
+    def cancel(self) -> bool:
+        """Never run it."""
+        self._call = None
+        return True
 
 
 def _stage_one(
@@ -503,11 +544,11 @@ def _open_source(path: Path) -> Iterator[_Source]:
         with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as view:
             if view[128:132] != b"DICM":
                 raise SourceFileError(f"source file {name} is not a DICOM PS3.10 file")
-            offset = _meta_end(view, size, name)
-            header = _read_header(fd, name)
+            offset = meta_end(view, size, name)
+            header = read_header(view, size, offset, str(path)) or _read_header(fd, name)
             syntax = str(header.file_meta.get("TransferSyntaxUID", ""))
             if syntax != DEFLATED:  # deflated data is checked by inflating it, later
-                _check_structure(view, offset, size, syntax, name)
+                check_structure(view, offset, size, syntax, name)
         _require_uids(header, name)
         source_ae = str(header.file_meta.get("SourceApplicationEntityTitle", "") or "")
         yield _Source(path, fd, size, header, offset, syntax, source_ae.strip())
@@ -569,112 +610,3 @@ def _copy_range(src: int, dst: int, offset: int, count: int) -> None:
         if n == 0:
             raise SourceFileError("a source file shrank while it was being copied")
         copied += n
-
-
-# -- structure checks ------------------------------------------------------------------------------
-
-_LONG_VRS = frozenset(
-    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
-)
-_SHORT_VRS = frozenset(
-    {b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FD", b"FL", b"IS", b"LO", b"LT"}
-) | frozenset({b"PN", b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US"})
-_UNDEFINED = 0xFFFFFFFF
-_ITEM = 0xFFFEE000
-_ITEM_END = 0xFFFEE00D
-_SEQUENCE_END = 0xFFFEE0DD
-
-
-def _meta_end(view: mmap.mmap, size: int, name: str) -> int:
-    """Offset of the first data set byte: after the group 0002 elements (Explicit VR LE)."""
-    pos = 132
-    while pos + 8 <= size and struct.unpack_from("<H", view, pos)[0] == 0x0002:
-        vr = view[pos + 4 : pos + 6]
-        if vr in _LONG_VRS:
-            if pos + 12 > size:
-                break
-            pos += 12 + struct.unpack_from("<I", view, pos + 8)[0]
-        else:
-            pos += 8 + struct.unpack_from("<H", view, pos + 6)[0]
-    if pos > size:
-        raise SourceFileError(f"source file {name} is truncated in its File Meta")
-    return pos
-
-
-class _StructureError(Exception):
-    """The element structure runs past the end of the file or is not what the syntax says."""
-
-
-def _check_structure(view: mmap.mmap, offset: int, size: int, syntax: str, name: str) -> None:
-    """Walk every element header from `offset` to the end of the file.
-
-    pydicom accepts a value cut short by the end of the file; copying such a file would put a
-    broken instance on the disc. Values are skipped by their lengths, so this reads only the
-    element headers (a few hundred per CT image), never the pixel data.
-    """
-    implicit = syntax == "1.2.840.10008.1.2"
-    endian = ">" if syntax == "1.2.840.10008.1.2.2" else "<"
-    try:
-        end = _walk(view, offset, size, implicit, endian, in_item=False)
-    except (_StructureError, struct.error):
-        raise SourceFileError(f"source file {name} is truncated or damaged") from None
-    if end != size:
-        raise SourceFileError(f"source file {name} is truncated or damaged")
-
-
-def _walk(view: mmap.mmap, pos: int, end: int, implicit: bool, endian: str, in_item: bool) -> int:
-    """Skip data elements until `end` (or an Item Delimitation when `in_item`); return the
-    position after them."""
-    tag_format = endian + "HH"
-    while pos < end:
-        if pos + 8 > end:
-            raise _StructureError
-        group, element = struct.unpack_from(tag_format, view, pos)
-        tag = group << 16 | element
-        if tag == _ITEM_END:
-            if not in_item:
-                raise _StructureError
-            return pos + 8
-        vr = view[pos + 4 : pos + 6]
-        if implicit or group == 0xFFFE:
-            length = struct.unpack_from(endian + "I", view, pos + 4)[0]
-            pos += 8
-        elif vr in _LONG_VRS:
-            if pos + 12 > end:
-                raise _StructureError
-            length = struct.unpack_from(endian + "I", view, pos + 8)[0]
-            pos += 12
-        elif vr in _SHORT_VRS:
-            length = struct.unpack_from(endian + "H", view, pos + 6)[0]
-            pos += 8
-        else:  # not a VR: the data set is not encoded in the syntax its meta names
-            raise _StructureError
-        if length == _UNDEFINED:
-            pos = _walk_items(view, pos, end, implicit, endian)
-        else:
-            pos += length
-            if pos > end:
-                raise _StructureError
-    if in_item:
-        raise _StructureError
-    return pos
-
-
-def _walk_items(view: mmap.mmap, pos: int, end: int, implicit: bool, endian: str) -> int:
-    """Skip the items of an undefined-length sequence (or encapsulated pixel data)."""
-    while True:
-        if pos + 8 > end:
-            raise _StructureError
-        group, element, length = struct.unpack_from(endian + "HHI", view, pos)
-        tag = group << 16 | element
-        pos += 8
-        if tag == _SEQUENCE_END:
-            return pos
-        if tag != _ITEM:
-            raise _StructureError
-        if length == _UNDEFINED:
-            pos = _walk(view, pos, end, implicit, endian, in_item=True)
-        else:
-            pos += length
-            if pos > end:
-                raise _StructureError

@@ -5,9 +5,9 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
-from appliance.errors import StoreError
+from appliance.errors import InvalidUIDError, StoreError
 from appliance.store.layout import resolve_inside
 
 RELATED_CLASS_PREFIXES = (
@@ -79,14 +79,44 @@ def select_instances(
     if missing and not series_uids:
         raise NothingSelectedError(f"{len(missing)} requested study(ies) not in the store")
     rows.sort(key=lambda r: order.get(r["study_uid"], len(order)))
+    resolve = _StorePaths(store_root)
     return [
         SelectedInstance(
             r["sop_instance_uid"],
             r["sop_class_uid"],
             r["study_uid"],
             r["series_uid"],
-            resolve_inside(store_root, r["path"]),
+            resolve(r["path"]),
             r["size"],
         )
         for r in rows
     ]
+
+
+class _StorePaths:
+    """`resolve_inside(store_root, path)` for many paths of few folders.
+
+    Resolving a path looks at every component (a system call each); a study's instances share
+    their folder, so each folder is resolved once and only the file itself is looked at. A file
+    that is a symbolic link, or a path that is not plainly relative, takes the full check.
+    """
+
+    def __init__(self, store_root: Path) -> None:
+        self._store_root = store_root
+        self._root = store_root.resolve()
+        self._folders: dict[PurePosixPath, Path] = {}
+
+    def __call__(self, stored: str) -> Path:
+        relative = PurePosixPath(stored)
+        if relative.is_absolute() or ".." in relative.parts or len(relative.parts) < 2:
+            return resolve_inside(self._store_root, stored)
+        folder = self._folders.get(relative.parent)
+        if folder is None:
+            folder = (self._root / relative.parent).resolve()
+            if folder != self._root and self._root not in folder.parents:
+                raise InvalidUIDError("stored path escapes the store root")
+            self._folders[relative.parent] = folder
+        candidate = folder / relative.name
+        if candidate.is_symlink():
+            return resolve_inside(self._store_root, stored)
+        return candidate
