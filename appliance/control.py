@@ -338,11 +338,18 @@ class Control:
 
         from appliance.importer.limits import ReadLimits
         from appliance.importer.reading import scan_source
+        from appliance.importer.space import check_room
         from appliance.media.secure import SecureFileReader
 
         credentials = SecureFileReader(passwords=[password]) if password is not None else None
         scratch_root = self.config.paths.import_dir
         scratch_root.mkdir(parents=True, exist_ok=True)
+        check_room(
+            source,
+            scratch_root,
+            self.config.store.free_space_reserve_mb * 2**20,
+            encrypted=credentials is not None,
+        )
         with tempfile.TemporaryDirectory(prefix="scan-", dir=scratch_root) as scratch:
             catalog = scan_source(
                 source, Path(scratch), ReadLimits.from_config(self.config.importer), credentials

@@ -560,3 +560,27 @@ def test_keep_local_copy_puts_the_reconciled_instances_into_our_store(
         }
         assert calling == {"KIOSK"}
     _assert_no_patient_data(daemon, disc)
+
+
+def test_a_disc_that_would_cross_the_free_space_reserve_is_refused_before_copying(
+    make_kioskd: MakeKioskd, clean_discs: tuple[Disc, Disc], tmp_path: Path
+) -> None:
+    disc = clean_discs[0]
+    free_mb = shutil.disk_usage(tmp_path).free // 2**20
+    with Storescp(tmp_path / "scp") as scp:
+        # A reserve just above what is free now: the disc cannot be staged without crossing it.
+        daemon = _daemon(
+            make_kioskd,
+            {"scp": (scp.ae_title, scp.port)},
+            {"commitment_required": False},
+            store={"free_space_reserve_mb": free_mb + 1},
+        )
+        daemon.start()
+        job = _import(daemon, disc.image, "--dest", "scp", "--keep")
+        assert job["state"] == "failed", job
+        assert "not enough free space" in job["error"], job["error"]
+        assert job["attempts"] == 1
+        assert not list((daemon.var / "import").glob("job-*/disc"))
+        assert scp.received() == {}
+        scan = _kioskctl(daemon, "disc", "scan", str(disc.image))
+        assert scan.returncode == 1 and "not enough free space" in scan.stderr

@@ -38,6 +38,7 @@ from appliance.importer.errors import ImporterError
 from appliance.importer.limits import ReadLimits
 from appliance.importer.model import Catalog
 from appliance.importer.reading import scan_source
+from appliance.importer.space import check_room
 from appliance.importer.staging import StagingProgress
 from appliance.jobs.commitment_flow import CommitmentFlow, CommitmentRefused
 from appliance.jobs.import_forward import Forwarder
@@ -176,6 +177,15 @@ class ImportHandler:
         credentials = self._credentials(request)
         # A run that died while staging left partial folders: start the reading over.
         shutil.rmtree(work, ignore_errors=True)
+        try:
+            check_room(
+                Path(request.source),
+                self.config.paths.import_dir,
+                self.config.store.free_space_reserve_mb * 2**20,
+                encrypted=credentials is not None,
+            )
+        except ImporterError as exc:
+            raise JobError(f"cannot import {request.source}: {exc}") from None
         work.mkdir(parents=True)
         started = time.perf_counter()
         ctx.progress("reading disc")
