@@ -584,3 +584,50 @@ def test_a_disc_that_would_cross_the_free_space_reserve_is_refused_before_copyin
         assert scp.received() == {}
         scan = _kioskctl(daemon, "disc", "scan", str(disc.image))
         assert scan.returncode == 1 and "not enough free space" in scan.stderr
+
+
+def test_instances_the_node_wants_converted_are_rewritten_into_files_and_decompressed(
+    make_kioskd: MakeKioskd, clean_discs: tuple[Disc, Disc], tmp_path: Path
+) -> None:
+    disc = clean_discs[0]
+    # storescp without +xa accepts the uncompressed syntaxes only: the disc's JPEG and
+    # JPEG 2000 instances must be rewritten into a file and decompressed on the way.
+    with Storescp(tmp_path / "scp", accept_all=False) as scp:
+        daemon = _daemon(
+            make_kioskd, {"scp": (scp.ae_title, scp.port)}, {"commitment_required": False}
+        )
+        daemon.start()
+        job = _import(
+            daemon, disc.image, "--dest", "scp", "--set", "PatientID=LOCAL-7", "--keep-local"
+        )
+        # Three patients and typed values: the clerk must decide; give all three the values.
+        assert job["state"] == "awaiting_reconciliation", job
+        for key in job["result"]["reconciliation"]["patients"]:
+            job = _job(
+                daemon, "reconcile", str(job["id"]), "--patient", key, "--set",
+                "PatientID=LOCAL-7", "--wait", "--timeout", WAIT,
+            )  # fmt: skip
+        assert job["state"] == "succeeded", job
+        received = scp.received_syntaxes()
+        assert set(received) == set(disc.originals)
+        assert set(received.values()) <= {"1.2.840.10008.1.2.1", "1.2.840.10008.1.2"}
+        converted = [
+            uid
+            for uid, source in disc.originals.items()
+            if pydicom.dcmread(source, stop_before_pixels=True).file_meta.TransferSyntaxUID
+            not in ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2")
+        ]
+        assert converted, "the disc should hold compressed instances"
+        for uid, path in scp.received().items():
+            ds = pydicom.dcmread(path)
+            assert ds.PatientID == "LOCAL-7"
+            original = pydicom.dcmread(disc.originals[uid])
+            assert ds.OriginalAttributesSequence[-1].ModifiedAttributesSequence[0].PatientID == (
+                original.PatientID
+            )
+            if uid in converted:
+                assert ds.pixel_array.shape == original.pixel_array.shape
+        # Only the converted instances needed a file of their own; the rest went from staging.
+        out_files = list((daemon.var / "import").glob("job-*/out/*.dcm"))
+        assert 0 < len(out_files) <= len(converted)
+    _assert_no_patient_data(daemon, disc)

@@ -18,9 +18,11 @@ Public API (stable; used by the C-MOVE SCP, send jobs and the importer):
     should_stop         optional, polled before each instance: True ends the send there (the
                         rest is listed in `summary.not_sent`) and releases the association.
     calling_ae_title    optional, our AE title for the association (default dicom.ae_title).
-    wait_ready          optional, called with an item before its file is opened; may block
-                        until a producer has written the file (the importer rewrites while
-                        it sends).
+    prepare             optional, called with an item and whether it will go as stored just
+                        before it is sent; returns the item to send (the importer rewrites
+                        each instance there: in memory when it goes as stored, into a file
+                        when it must be converted). A KioskError it raises fails that instance
+                        with its message.
     move_originator     optional MoveOriginator(ae_title, message_id) when the C-STOREs are
                         sub-operations of a C-MOVE (it goes into every C-STORE-RQ).
 
@@ -43,13 +45,14 @@ syntax the peer accepted. Sending bypasses pynetdicom's per-fragment machinery (
 
 from __future__ import annotations
 
+import io
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from pynetdicom.association import Association
 from pynetdicom.status import STATUS_SUCCESS, STATUS_WARNING, code_to_category
@@ -67,6 +70,7 @@ from appliance.dicom.store_wire import (
     open_wire,
 )
 from appliance.dicom.syntaxes import DEFLATED_EXPLICIT_VR_LE
+from appliance.errors import KioskError
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +91,11 @@ class SendItem:
     sop_class_uid: str
     sop_instance_uid: str
     transfer_syntax_uid: str
+    head: bytes | None = None
+    """When set, the data set is `head` followed by bytes [tail_offset, tail_offset +
+    tail_length) of `path` (an instance rewritten in memory); else `path` is a PS3.10 file."""
+    tail_offset: int = 0
+    tail_length: int = 0
 
     @classmethod
     def from_index_row(cls, store_root: Path, row: Mapping[str, Any]) -> SendItem:
@@ -183,18 +192,14 @@ def send_instances(
     should_stop: Callable[[], bool] | None = None,
     calling_ae_title: str | None = None,
     move_originator: MoveOriginator | None = None,
-    wait_ready: Callable[[SendItem], None] | None = None,
+    prepare: Callable[[SendItem, bool], SendItem] | None = None,
 ) -> SendSummary:
-    """Send `items` to `node` (see the module docstring for the contract).
-
-    `wait_ready`, if given, is called before an item's file is opened and may block until
-    the file exists (a producer writing the files while they are being sent).
-    """
+    """Send `items` to `node` (see the module docstring for the contract)."""
     summary = SendSummary()
     if not items:
         return summary
     started = time.monotonic()
-    sender = _Sender(summary, on_result, should_stop, move_originator, wait_ready)
+    sender = _Sender(summary, on_result, should_stop, move_originator, prepare)
     for number, batch in enumerate(plan_batches(items)):
         if sender.stopped:
             summary.not_sent += [item.sop_instance_uid for item in batch.items]
@@ -251,6 +256,30 @@ def _associate(
     return assoc
 
 
+class _HeadThenFile(io.RawIOBase):
+    """Reads `head`, then `length` bytes of `fh` from where it stands."""
+
+    def __init__(self, head: bytes, fh: BinaryIO, length: int) -> None:
+        super().__init__()
+        self._head = memoryview(head)
+        self._fh = fh
+        self._left = length
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        if self._head:
+            n = len(self._head) if size < 0 else min(size, len(self._head))
+            piece = bytes(self._head[:n])
+            self._head = self._head[n:]
+            return piece
+        n = self._left if size < 0 else min(size, self._left)
+        data = self._fh.read(n) if n > 0 else b""
+        self._left -= len(data)
+        return data
+
+
 class _Sender:
     """Sends batches one association at a time and keeps the summary."""
 
@@ -260,13 +289,13 @@ class _Sender:
         on_result: ResultCallback | None,
         should_stop: Callable[[], bool] | None,
         move_originator: MoveOriginator | None,
-        wait_ready: Callable[[SendItem], None] | None = None,
+        prepare: Callable[[SendItem, bool], SendItem] | None = None,
     ) -> None:
         self.summary = summary
         self.on_result = on_result
         self.should_stop = should_stop
         self.move_originator = move_originator
-        self.wait_ready = wait_ready
+        self.prepare = prepare
         self.stopped = False
 
     def report(self, result: InstanceResult, *, quiet: bool = False) -> None:
@@ -336,8 +365,11 @@ class _Sender:
         choice = choose(accepted, item)
         if choice is None:
             return failed("the peer accepted no presentation context for its SOP class")
-        if self.wait_ready is not None:
-            self.wait_ready(item)
+        if self.prepare is not None:
+            try:
+                item = self.prepare(item, choice.as_stored)
+            except KioskError as exc:
+                return failed(str(exc))
         message_id = wire.next_message_id()
         originator = self.move_originator
         command = encode_store_command(
@@ -347,7 +379,23 @@ class _Sender:
             move_originator_ae=originator.ae_title if originator else None,
             move_originator_message_id=originator.message_id if originator else None,
         )
-        if choice.as_stored:
+        if choice.as_stored and item.head is not None:
+            try:
+                fh = item.path.open("rb")
+            except OSError as exc:
+                return failed(f"its file cannot be read ({type(exc).__name__})")
+            with fh:
+                fh.seek(item.tail_offset)
+                size = len(item.head) + item.tail_length
+                deflated = choice.transfer_syntax_uid == DEFLATED_EXPLICIT_VR_LE
+                wire.send_file(
+                    choice.context_id,
+                    command,
+                    _HeadThenFile(item.head, fh, item.tail_length),
+                    size,
+                    pad_odd=deflated,
+                )
+        elif choice.as_stored:
             try:
                 fh = item.path.open("rb")
             except FileNotFoundError:

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from pynetdicom.association import Association
 from pynetdicom.dimse_primitives import C_STORE
@@ -115,6 +115,14 @@ def _send_all(sock: socket.socket, buffers: list[memoryview | bytes]) -> None:
             views[first] = views[first][sent:]
 
 
+class Readable(Protocol):
+    """Where a data set is read from: an open file, or anything with the same `read`."""
+
+    def read(self, size: int = -1, /) -> bytes:
+        """Up to `size` bytes; b"" at the end."""
+        ...
+
+
 class StoreWire:
     """Send C-STORE requests over `assoc` (established, reactor paused by `open_wire`)."""
 
@@ -161,7 +169,7 @@ class StoreWire:
         self._write(buffers)
 
     def send_file(
-        self, context_id: int, command: bytes, fh: BinaryIO, length: int, *, pad_odd: bool = False
+        self, context_id: int, command: bytes, fh: Readable, length: int, *, pad_odd: bool = False
     ) -> None:
         """Write a request whose data set is the next `length` bytes of the open file `fh`.
 

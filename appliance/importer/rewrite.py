@@ -178,6 +178,12 @@ class RewriteResult:
     """"splice": only the changed elements were encoded; "header": the header was decoded and
     re-encoded; "full" / "deflate": decoded and encoded whole. The output is the same bytes
     whether "splice" or "header" was used."""
+    head: bytes | None = None
+    """With `in_memory`: the new data set up to `tail_offset` (no File Meta), and `path` is
+    the input, whose bytes [tail_offset, tail_offset + tail_length) complete the data set.
+    None when a file was written at `dst` ("full", "deflate", or not `in_memory`)."""
+    tail_offset: int = 0
+    tail_length: int = 0
 
 
 def rewrite_instance(
@@ -189,6 +195,7 @@ def rewrite_instance(
     identity: ImportIdentity | None,
     uid_plan: UidPlan,
     source_ae: str | None,
+    in_memory: bool = False,
 ) -> RewriteResult:
     """Write `dst`, a PS3.10 file of the instance in `src` with `identity` and `uid_plan` applied.
 
@@ -200,6 +207,9 @@ def rewrite_instance(
       needed to record who changed them).
     - `source_ae`: Source Application Entity Title (0002,0016) for the new File Meta; None or
       "" leaves it out.
+    - `in_memory`: when only the header changes ("splice" / "header"), write nothing and return
+      the new header bytes with the range of `src` that completes the data set (a sender sends
+      them without a copy of the instance on disk); other ways still write `dst`.
 
     Raises RewriteError if the instance cannot be rewritten (RewriteOutputError if `dst` cannot
     be written); no file is left at `dst` or beside it then. Messages never hold patient data.
@@ -224,7 +234,17 @@ def rewrite_instance(
             if transfer_syntax_uid == DEFLATED:
                 return _rewrite_deflated(view, offset, dst, name, identity, uid_plan, source_ae)
             return _rewrite_split(
-                view, fd, offset, dst, name, transfer_syntax_uid, identity, uid_plan, source_ae
+                view,
+                fd,
+                offset,
+                dst,
+                name,
+                transfer_syntax_uid,
+                identity,
+                uid_plan,
+                source_ae,
+                in_memory=in_memory,
+                src=src,
             )
     finally:
         os.close(fd)
@@ -243,6 +263,9 @@ def _rewrite_split(
     identity: ImportIdentity | None,
     plan: UidPlan,
     source_ae: str | None,
+    *,
+    in_memory: bool = False,
+    src: Path | None = None,
 ) -> RewriteResult:
     implicit, little = encoding_of(syntax)
     try:
@@ -271,6 +294,10 @@ def _rewrite_split(
                 _NO_IDENTITY_MEMO if identity is None else identity.memo,
             )
             if spliced is not None:
+                if in_memory and src is not None:
+                    return _held(src, layout, syntax, spliced.uids, sop_uid_before=None,
+                                 body=spliced.body, split=spliced.split,
+                                 changed=spliced.changed, method="splice")  # fmt: skip
                 return _write_spliced(fd, layout, dst, syntax, spliced, source_ae)
         split, ds, method = _decode_header(view, layout, implicit, little, identity, plan, name)
         source = (view, layout)
@@ -278,6 +305,10 @@ def _rewrite_split(
     changed = apply_identity(ds, _reidentifier(identity), plan)
     sop_class, sop_uid, study_uid, series_uid = check_uids(ds, name, "after the rewrite")
     body = _encode(ds, implicit, little, name, source)
+    if in_memory and src is not None and method != "full":
+        uids = (sop_class, sop_uid, study_uid, series_uid)
+        return _held(src, layout, syntax, uids, sop_uid_before=original_uid, body=body,
+                     split=split, changed=changed, method=method)  # fmt: skip
     meta = encode_file_meta(sop_class, sop_uid, syntax, source_ae or "")
     written = _write_output(dst, meta + body, fd, split, layout.size - split)
     return RewriteResult(
@@ -302,6 +333,27 @@ def _write_spliced(
     return RewriteResult(
         dst, sop_class, sop_uid, study_uid, series_uid, sop_uid, syntax, written,
         spliced.changed, "splice",
+    )  # fmt: skip
+
+
+def _held(
+    src: Path,
+    layout: Layout,
+    syntax: str,
+    uids: tuple[str, str, str, str],
+    *,
+    sop_uid_before: str | None,
+    body: bytes,
+    split: int,
+    changed: tuple[str, ...],
+    method: Method,
+) -> RewriteResult:
+    """The result of an in-memory rewrite: new header bytes plus a range of the input."""
+    sop_class, sop_uid, study_uid, series_uid = uids
+    tail = layout.size - split
+    return RewriteResult(
+        src, sop_class, sop_uid, study_uid, series_uid, sop_uid_before or sop_uid, syntax,
+        len(body) + tail, changed, method, head=body, tail_offset=split, tail_length=tail,
     )  # fmt: skip
 
 

@@ -1,10 +1,13 @@
 """Forwarding an import: rewrite every instance with its decided identity and C-STORE it.
 
-A thread writes the rewritten files (`importer.rewrite`) in order while the Storage SCU
-follows it file by file, so the two overlap. The new UIDs (when asked for) are known before
-anything is written, so the send plan is made up front. Per-instance results go into the job
-result as they come (saved every RESULT_SAVE_SECONDS): a re-run after a crash or a retry
-rewrites and sends only what the node has not accepted.
+The new UIDs (when asked for) are known before anything is rewritten, so the send plan is made
+up front. Each instance is rewritten just before it is sent (`Preparer`): when it goes as
+stored, only its new header is made, in memory, and the rest of the data set is sent straight
+from the staged file, so an import never holds a second copy of the disc on disk; an instance
+the node wants converted, or one whose whole data set must be re-encoded, is written into the
+workspace's out/ folder first. Per-instance results go into the job result as they come (saved
+every RESULT_SAVE_SECONDS): a re-run after a crash or a retry sends only what the node has not
+accepted.
 """
 
 from __future__ import annotations
@@ -12,9 +15,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +26,13 @@ from appliance.dicom.store_scu import InstanceResult, Outcome, SendItem, send_in
 from appliance.errors import KioskError
 from appliance.importer.header import read_header
 from appliance.importer.model import Catalog, CatalogInstance, patient_key
-from appliance.importer.rewrite import ImportIdentity, source_of_previous_values
-from appliance.importer.rewrite_batch import BatchResult, RewriteItem, rewrite_all
-from appliance.importer.rewrite_errors import RewriteOutputError
+from appliance.importer.rewrite import (
+    ImportIdentity,
+    rewrite_instance,
+    source_of_previous_values,
+)
+from appliance.importer.rewrite_batch import RewriteItem
+from appliance.importer.rewrite_errors import RewriteError
 from appliance.importer.uid_plan import UidPlan, collect_uids
 from appliance.jobs.burn import installation_secret
 from appliance.jobs.import_request import ImportRequest, PatientDecision
@@ -58,34 +64,44 @@ def _record(result: InstanceResult) -> dict[str, Any]:
     return {"outcome": str(result.outcome), "status": result.status, "reason": result.reason}
 
 
-class _Follower:
-    """Lets the sender follow the rewriter: which output files are finished."""
+class Preparer:
+    """The `prepare` hook of the Storage SCU: rewrites one instance as it is about to go."""
 
-    def __init__(self, paths: list[Path]) -> None:
-        self._index = {path: number for number, path in enumerate(paths)}
-        self._done = 0
-        self._finished = False
-        self._changed = threading.Condition()
-        self.batch: BatchResult | None = None
-        self.error: BaseException | None = None
+    def __init__(self, items: dict[str, RewriteItem], uid_plan: UidPlan) -> None:
+        self.items = items
+        """Planned SOP Instance UID -> what to rewrite."""
+        self.uid_plan = uid_plan
+        self.failures: list[tuple[str, str]] = []
+        """(input file name, reason) of the instances that could not be rewritten."""
 
-    def advance(self, done: int) -> None:
-        """The first `done` files are written (or failed)."""
-        with self._changed:
-            self._done = done
-            self._changed.notify_all()
-
-    def finish(self) -> None:
-        """The rewriter ended (done, stopped or failed)."""
-        with self._changed:
-            self._finished = True
-            self._changed.notify_all()
-
-    def wait(self, path: Path) -> None:
-        """Block until `path` is written or the rewriter ended."""
-        number = self._index.get(path, -1)
-        with self._changed:
-            self._changed.wait_for(lambda: self._finished or self._done > number)
+    def __call__(self, item: SendItem, as_stored: bool) -> SendItem:
+        """The item to send: new header + a range of the staged file, or a written file."""
+        planned = self.items[item.sop_instance_uid]
+        try:
+            done = rewrite_instance(
+                planned.src,
+                planned.dst,
+                data_set_offset=planned.data_set_offset,
+                transfer_syntax_uid=planned.transfer_syntax_uid,
+                identity=planned.identity,
+                uid_plan=self.uid_plan,
+                source_ae=None,
+                in_memory=as_stored,
+            )
+        except RewriteError as exc:
+            self.failures.append((planned.src.name, str(exc)))
+            raise
+        if done.sop_instance_uid != item.sop_instance_uid:  # pragma: no cover - a plan bug
+            raise RewriteError(f"{planned.src.name}: its SOP Instance UID is not the planned one")
+        if done.head is not None:
+            return replace(
+                item,
+                path=done.path,
+                head=done.head,
+                tail_offset=done.tail_offset,
+                tail_length=done.tail_length,
+            )
+        return replace(item, path=done.path, head=None)
 
 
 class Forwarder:
@@ -188,69 +204,33 @@ class Forwarder:
         work: Path,
         node: NodeConfig,
         result: dict[str, Any],
-    ) -> list[Outbound]:
-        """Rewrite the instances and send them at once: a thread writes the files in order
-        while the sender follows it, so the two overlap."""
+    ) -> tuple[list[Outbound], Preparer]:
+        """Rewrite each instance as it is sent (see the module docstring)."""
         items, outbound, uid_plan = self.plan(request, catalog, decisions, work)
+        preparer = Preparer(
+            {o.item.sop_instance_uid: item for item, o in zip(items, outbound, strict=True)},
+            uid_plan,
+        )
         records: dict[str, dict[str, Any]] = result.setdefault("instances", {})
-        pending = [
-            (item, o)
-            for item, o in zip(items, outbound, strict=True)
-            if not _sent_ok(records.get(o.item.sop_instance_uid))
-        ]
-        follower = _Follower([o.item.path for _, o in pending])
-        stop_rewriting = threading.Event()
-
-        def rewrite() -> None:
-            try:
-                follower.batch = rewrite_all(
-                    [item for item, _ in pending],
-                    uid_plan=uid_plan,
-                    source_ae=None,
-                    progress=lambda done, _total: follower.advance(done),
-                    should_stop=stop_rewriting.is_set,
-                )
-            except BaseException as exc:  # handed to the job's thread below
-                follower.error = exc
-            finally:
-                follower.finish()
-
-        writer = threading.Thread(target=rewrite, name=f"import-{job.id}-rewrite", daemon=True)
-        writer.start()
+        pending = [o for o in outbound if not _sent_ok(records.get(o.item.sop_instance_uid))]
         try:
-            self._send(job, ctx, node, [o for _, o in pending], len(outbound), result, follower)
+            self.send(job, ctx, node, pending, len(outbound), result, preparer)
         finally:
-            stop_rewriting.set()
-            writer.join()
-        self._check_rewrite(follower, len(pending), decisions, result)
-        return outbound
+            self._record_rewrite(preparer, decisions, result)
+        return outbound, preparer
 
-    def _check_rewrite(
-        self,
-        follower: _Follower,
-        total: int,
-        decisions: dict[str, PatientDecision],
-        result: dict[str, Any],
+    @staticmethod
+    def _record_rewrite(
+        preparer: Preparer, decisions: dict[str, PatientDecision], result: dict[str, Any]
     ) -> None:
-        if isinstance(follower.error, RewriteOutputError):
-            raise JobError(f"cannot write the import's files: {follower.error}", retryable=True)
-        if follower.error is not None:
-            raise follower.error
-        batch = follower.batch
-        failed = batch.failed if batch is not None else ()
+        failed = preparer.failures
         result["rewrite"] = {
-            "written": len(batch.written) if batch is not None else 0,
             "failed": len(failed),
-            "failures": [{"file": f.src.name, "reason": f.reason} for f in failed[:100]],
+            "failures": [{"file": name, "reason": reason} for name, reason in failed[:100]],
             "skipped_patients": sorted(k for k, d in decisions.items() if d.action == "skip"),
         }
-        if failed:
-            raise JobError(
-                f"{len(failed)} of {total} instance(s) could not be prepared; "
-                f"first: {failed[0].reason}"
-            )
 
-    def _send(
+    def send(
         self,
         job: Job,
         ctx: JobContext,
@@ -258,8 +238,9 @@ class Forwarder:
         todo: list[Outbound],
         total: int,
         result: dict[str, Any],
-        follower: _Follower,
+        preparer: Preparer,
     ) -> None:
+        """C-STORE `todo` (of `total`) to `node`, keeping per-instance results in `result`."""
         records: dict[str, dict[str, Any]] = result.setdefault("instances", {})
         done = total - len(todo)
         ctx.progress("sending", done_files=done, total_files=total)
@@ -283,7 +264,7 @@ class Forwarder:
                 [o.item for o in todo],
                 on_result=on_result,
                 should_stop=lambda: ctx.store.is_cancel_requested(job.id),
-                wait_ready=lambda item: follower.wait(item.path),
+                prepare=preparer,
             )
         except AssociationFailedError as exc:
             raise JobError(str(exc), retryable=exc.transient) from None
@@ -298,12 +279,13 @@ class Forwarder:
             ctx.save_result(result)
         if summary.not_sent:
             raise JobCancelled(f"job {job.id} cancelled")
+        if preparer.failures:
+            reason = preparer.failures[0][1]
+            raise JobError(
+                f"{len(preparer.failures)} of {total} instance(s) could not be prepared; "
+                f"first: {reason}"
+            )
         failures = [r for r in summary.results if r.outcome is Outcome.FAILURE]
-        rewrite_failed = follower.error is not None or (
-            follower.batch is not None and bool(follower.batch.failed)
-        )
-        if failures and rewrite_failed:
-            return  # files the rewrite could not make are the story; _check_rewrite tells it
         if failures:
             lost = summary.association_lost or any(
                 r.status is not None and r.status & 0xFF00 == 0xA700 for r in failures
@@ -317,7 +299,12 @@ class Forwarder:
         log.info("job %d: %d instance(s) sent to %s", job.id, total, node.ae_title)
 
     def store_locally(
-        self, job: Job, ctx: JobContext, outbound: list[Outbound], result: dict[str, Any]
+        self,
+        job: Job,
+        ctx: JobContext,
+        outbound: list[Outbound],
+        preparer: Preparer,
+        result: dict[str, Any],
     ) -> None:
         """Our own store takes them the way every instance arrives: by C-STORE to our port."""
         ctx.progress("keeping a local copy")
@@ -325,7 +312,9 @@ class Forwarder:
         host = "127.0.0.1" if dicom.bind in ("0.0.0.0", "::", "") else dicom.bind
         ourselves = NodeConfig(ae_title=dicom.ae_title, host=host, port=dicom.port)
         try:
-            summary = send_instances(self.config, ourselves, [o.item for o in outbound])
+            summary = send_instances(
+                self.config, ourselves, [o.item for o in outbound], prepare=preparer
+            )
         except AssociationFailedError as exc:
             raise JobError(f"local copy: {exc}", retryable=exc.transient) from None
         failed = summary.failed

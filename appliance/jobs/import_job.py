@@ -14,8 +14,9 @@ Phases, each safe to repeat after a restart or a retry (the job's folder under
 3. *rewriting and sending* (`jobs.import_forward`): every instance of an imported patient gets
    the decided identity, with the replaced values in Original Attributes Sequence, and new
    UIDs when asked for; deterministic, so a re-run or a re-import of the same disc produces
-   the same instances. They are C-STOREd to the destination as they are written; a retry
-   sends only what the node has not accepted. Optionally also to our own store.
+   the same instances. Each is rewritten as it is C-STOREd (new header in memory, the rest
+   from the staged file); a retry sends only what the node has not accepted. Optionally also
+   to our own store.
 5. *storage commitment*: see `jobs.commitment_flow`. A node that refuses commitment is
    accepted only when `[importer] commitment_required` is off.
 """
@@ -118,12 +119,12 @@ class ImportHandler:
             raise JobError("no destination node: give one or set [importer] default_destination")
         node = resolve_node(self.config, name)
         started = time.perf_counter()
-        outbound = self.forwarder.rewrite_and_send(
+        outbound, preparer = self.forwarder.rewrite_and_send(
             job, ctx, request, catalog, decisions, work, node, result
         )
         timings.add("rewrite_and_send", started)
         if self._keep_local(request):
-            self.forwarder.store_locally(job, ctx, outbound, result)
+            self.forwarder.store_locally(job, ctx, outbound, preparer, result)
         ctx.save_result(result)
         if not outbound:
             return self._finish(job, ctx, result)
