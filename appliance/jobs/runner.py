@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from appliance.errors import KioskError
 from appliance.jobs.model import (
@@ -26,8 +26,9 @@ log = logging.getLogger(__name__)
 PROGRESS_INTERVAL = 0.5
 """Seconds between progress writes (a phase change is written at once)."""
 
-IDLE_CHECK_SECONDS = 0.01
-"""How often an idle runner looks whether the job database changed (a shared-memory read)."""
+IDLE_CHECK_SECONDS = 0.02
+"""How often the job database is looked at for commits of other processes (a shared-memory
+read, done by one thread per database for all the runners of the process)."""
 
 
 class JobContext:
@@ -102,6 +103,8 @@ class JobRunner:
         self.current: Job | None = None
         self._stop = threading.Event()
         self._wake = threading.Event()
+        self._asked = False
+        """The wake-up came from `wake()` (claim at once), not from the database bell."""
         self._thread = threading.Thread(target=self._run, name=f"runner-{name}", daemon=True)
 
     def start(self) -> None:
@@ -110,6 +113,7 @@ class JobRunner:
 
     def wake(self) -> None:
         """Look for work now (a job was just submitted)."""
+        self._asked = True
         self._wake.set()
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -132,7 +136,9 @@ class JobRunner:
         return self.store.get(job.id)
 
     def _run(self) -> None:
-        watch = _QueueWatch.open(getattr(self.store, "path", None))
+        path = getattr(self.store, "path", None)
+        watch = _QueueWatch.open(path)
+        bell = _DatabaseBell.subscribe(path, self._wake) if watch is not None else None
         try:
             while not self._stop.is_set():
                 try:
@@ -143,6 +149,8 @@ class JobRunner:
                 if ran is None:
                     self._idle(watch)
         finally:
+            if bell is not None:
+                bell.unsubscribe(self._wake)
             if watch is not None:
                 watch.close()
 
@@ -153,15 +161,16 @@ class JobRunner:
         deadline = time.monotonic() + self.poll_seconds
         while not self._stop.is_set():
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if remaining <= 0 or not self._wake.wait(remaining):
                 break
-            if watch is None:
-                self._wake.wait(remaining)
+            self._wake.clear()
+            if self._asked or watch is None:
                 break
-            if self._wake.wait(min(IDLE_CHECK_SECONDS, remaining)):
-                break
+            # The bell rang: something was committed. Claim only if a job is there for us, so
+            # the commits of a reception do not become claim transactions.
             if watch.job_ready(tuple(self.handlers), self.resource):
                 break
+        self._asked = False
         self._wake.clear()
 
     def _execute(self, job: Job) -> None:
@@ -250,6 +259,72 @@ class _QueueWatch:
     def close(self) -> None:
         """Close the connection."""
         self._conn.close()
+
+
+class _DatabaseBell:
+    """One thread per job database that notices commits of other connections (`PRAGMA
+    data_version`, every IDLE_CHECK_SECONDS) and wakes the idle runners subscribed to it,
+    which then look for a ready job. One poller for all runners keeps an idle kioskd near 1 %
+    of a core."""
+
+    _bells: ClassVar[dict[str, _DatabaseBell]] = {}
+    _bells_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, path: str, conn: sqlite3.Connection) -> None:
+        self.path = path
+        self._conn = conn
+        self._events: set[threading.Event] = set()
+        self._thread = threading.Thread(target=self._run, name="job-bell", daemon=True)
+
+    @classmethod
+    def subscribe(cls, path: Path | None, event: threading.Event) -> _DatabaseBell | None:
+        """Ring `event` when the database at `path` changes; None if it cannot be watched."""
+        if path is None:
+            return None
+        key = str(path)
+        with cls._bells_lock:
+            bell = cls._bells.get(key)
+            if bell is None:
+                try:
+                    conn = sqlite3.connect(
+                        f"file:{path}?mode=ro", uri=True, timeout=1.0, check_same_thread=False
+                    )
+                except sqlite3.Error:
+                    return None
+                bell = cls._bells[key] = cls(key, conn)
+                bell._events.add(event)
+                bell._thread.start()
+            else:
+                bell._events.add(event)
+        return bell
+
+    def unsubscribe(self, event: threading.Event) -> None:
+        """Stop ringing `event`; the last one out ends the thread."""
+        with self._bells_lock:
+            self._events.discard(event)
+            if not self._events and self._bells.get(self.path) is self:
+                del self._bells[self.path]
+
+    def _run(self) -> None:
+        version: int | None = None
+        try:
+            while True:
+                with self._bells_lock:
+                    events = list(self._events)
+                if not events:
+                    return
+                now: int | None
+                try:
+                    now = int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+                except sqlite3.Error:
+                    now = version  # busy: look again next time
+                if version is not None and now != version:
+                    for event in events:
+                        event.set()
+                version = now
+                time.sleep(IDLE_CHECK_SECONDS)
+        finally:
+            self._conn.close()
 
 
 def final_state(store: JobStore, job_id: int, timeout: float, poll: float = 0.2) -> Job:
