@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+from appliance.store.checkpoints import Checkpointer
 from appliance.store.records import InstanceRecord
 from appliance.store.sqlite_tx import immediate_transaction, open_writer
 
@@ -148,6 +149,9 @@ class StoreIndex:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._conn = connect(path)
+        # Checkpoints run in a thread of their own (see store.checkpoints), not in a commit.
+        self._conn.execute("PRAGMA wal_autocheckpoint=0")
+        self._checkpointer = Checkpointer(path)
         self._lock = threading.Lock()
         self._written: dict[str, tuple[object, ...]] = {}
         """series UID -> attributes last written for it (the upsert fast path)."""
@@ -155,9 +159,11 @@ class StoreIndex:
             # executescript manages its own transaction (it commits first).
             self._conn.executescript(_SCHEMA)
             self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        self._checkpointer.start()
 
     def close(self) -> None:
-        """Close the connection."""
+        """Stop the checkpoints and close the connection."""
+        self._checkpointer.stop()
         with self._lock:
             self._conn.close()
 
