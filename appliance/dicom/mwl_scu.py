@@ -5,8 +5,8 @@ that match what a disc brought in.
     result = find_worklist(config, config.nodes["ris"], query, limit=20)
     for item in result.items: ...           # WorklistItem, one per C-FIND match
 
-It mirrors `qr_scu.find`: one association, one C-FIND, at most `limit` matches (a C-CANCEL when
-the peer sends one more), the same errors. The matches hold patient data: only counts are logged.
+Like `qr_scu.find` (it shares `qr_scu.run_find`): one association, one C-FIND, at most `limit`
+matches (a C-CANCEL when the peer sends one more), the same errors. The matches hold patient data: only counts are logged.
 """
 
 from __future__ import annotations
@@ -25,10 +25,9 @@ from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
 from appliance.config import KioskConfig, NodeConfig
-from appliance.dicom.qr_scu import CANCEL, PENDING, QueryError, QueryFailedError
+from appliance.dicom.qr_scu import QueryError, QueryFailedError, run_find
 from appliance.dicom.scu_session import (
     NATIVE_SYNTAXES,
-    AssociationLostError,
     accepted_context_id,
     associated,
 )
@@ -272,17 +271,6 @@ def worklist_item(match: Dataset) -> WorklistItem:
     return WorklistItem(**values)
 
 
-def _status_code(status: Dataset) -> int:
-    code = getattr(status, "Status", None)
-    if code is None:
-        raise AssociationLostError("the association ended before the final response")
-    return int(code)
-
-
-def _comment(status: Dataset) -> str:
-    return str(status.get("ErrorComment", "") or "")
-
-
 def find_worklist(
     config: KioskConfig,
     node: NodeConfig,
@@ -298,35 +286,20 @@ def find_worklist(
     """
     identifier = build_identifier(query)
     limit = limit if limit is not None else config.retrieve.max_find_matches
-    matches: list[Dataset] = []
-    truncated = False
     with associated(config, node, PROPOSED_CONTEXTS) as assoc:
         context_id = accepted_context_id(assoc, MODALITY_WORKLIST_FIND)
         if context_id is None:
             raise QueryError(f"{node.ae_title} does not accept Modality Worklist C-FIND")
-        final: Dataset | None = None
-        responses = assoc.send_c_find(identifier, MODALITY_WORKLIST_FIND, msg_id=1)
-        for status, match in responses:
-            if _status_code(status) not in PENDING:
-                final = status
-                break
-            if len(matches) < limit:
-                if match is not None:
-                    matches.append(match)
-            elif not truncated:
-                # One match more than we keep: stop the peer, then read until its final answer.
-                truncated = True
-                assoc.send_c_cancel(1, context_id)
-        if final is None:
-            raise AssociationLostError("the association ended before the final response")
-    code = int(final.Status)
-    if code not in (0x0000, CANCEL):
-        comment = _comment(final)
-        raise QueryFailedError(
-            f"{node.ae_title} answered the worklist C-FIND with 0x{code:04X}"
-            + (f": {comment}" if comment else ""),
-            code,
+        found = run_find(
+            assoc,
+            identifier,
+            MODALITY_WORKLIST_FIND,
+            context_id,
+            limit,
+            node.ae_title,
+            "worklist C-FIND",
         )
+    matches, truncated = found.matches, found.truncated
     items = [worklist_item(match) for match in matches]
     # Counts only: the items are patient data.
     log.info(

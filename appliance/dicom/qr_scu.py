@@ -15,6 +15,7 @@ from typing import Literal
 
 from pydicom.datadict import dictionary_VR, keyword_dict
 from pydicom.dataset import Dataset
+from pynetdicom.association import Association
 
 from appliance.config import KioskConfig, NodeConfig
 from appliance.dicom.scu_session import (
@@ -177,34 +178,53 @@ def find(
     """
     identifier = build_identifier(level, keys)
     limit = limit if limit is not None else config.retrieve.max_find_matches
-    matches: list[Dataset] = []
-    truncated = False
     with associated(config, node, [(STUDY_ROOT_FIND, NATIVE_SYNTAXES)]) as assoc:
         context_id = accepted_context_id(assoc, STUDY_ROOT_FIND)
         if context_id is None:
             raise QueryError(f"{node.ae_title} does not accept Study Root C-FIND")
-        final: Dataset | None = None
-        for status, match in assoc.send_c_find(identifier, STUDY_ROOT_FIND, msg_id=1):
-            code = _status_of(status)
-            if code not in PENDING:
-                final = status
-                break
-            if len(matches) < limit:
-                if match is not None:
-                    matches.append(match)
-            elif not truncated:
-                # One match more than we keep: stop the peer, then read until its final answer.
-                truncated = True
-                assoc.send_c_cancel(1, context_id)
-        assert final is not None
+        return run_find(
+            assoc, identifier, STUDY_ROOT_FIND, context_id, limit, node.ae_title, "C-FIND"
+        )
+
+
+def run_find(
+    assoc: Association,
+    identifier: Dataset,
+    sop_class: str,
+    context_id: int,
+    limit: int,
+    peer: str,
+    what: str,
+) -> FindResult:
+    """Send one C-FIND on an established association and collect at most `limit` matches; one
+    more makes it send C-CANCEL and read on to the final answer. `peer` (its AE title) and
+    `what` name the query in the error of a failure status (QueryFailedError);
+    AssociationLostError if no final answer came.
+    """
+    matches: list[Dataset] = []
+    truncated = False
+    final: Dataset | None = None
+    for status, match in assoc.send_c_find(identifier, sop_class, msg_id=1):
+        if _status_of(status) not in PENDING:
+            final = status
+            break
+        if len(matches) < limit:
+            if match is not None:
+                matches.append(match)
+        elif not truncated:
+            # One match more than we keep: stop the peer, then read until its final answer.
+            truncated = True
+            assoc.send_c_cancel(1, context_id)
+    if final is None:
+        raise AssociationLostError("the association ended before the final response")
     code = int(final.Status)
+    comment = _comment(final)
     if code not in (0x0000, CANCEL):
         raise QueryFailedError(
-            f"{node.ae_title} answered the C-FIND with 0x{code:04X}"
-            + (f": {_comment(final)}" if _comment(final) else ""),
+            f"{peer} answered the {what} with 0x{code:04X}" + (f": {comment}" if comment else ""),
             code,
         )
-    return FindResult(matches, code, truncated, _comment(final))
+    return FindResult(matches, code, truncated, comment)
 
 
 def instance_uids(
