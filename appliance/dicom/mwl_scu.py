@@ -6,7 +6,8 @@ that match what a disc brought in.
     for item in result.items: ...           # WorklistItem, one per C-FIND match
 
 Like `qr_scu.find` (it shares `qr_scu.run_find`): one association, one C-FIND, at most `limit`
-matches (a C-CANCEL when the peer sends one more), the same errors. The matches hold patient data: only counts are logged.
+matches (a C-CANCEL when the peer sends one more), the same errors. The matches hold patient
+data: only counts are logged.
 """
 
 from __future__ import annotations

@@ -16,6 +16,14 @@ import struct
 from dataclasses import dataclass
 
 from appliance.importer.rewrite_errors import RewriteError
+from appliance.media.element_walk import (
+    ITEM,
+    ITEM_END,
+    LONG_VRS,
+    SEQUENCE_END,
+    ElementWalker,
+    StructureError,
+)
 
 IMPLICIT_VR_LE = "1.2.840.10008.1.2"
 EXPLICIT_VR_BE = "1.2.840.10008.1.2.2"
@@ -29,17 +37,6 @@ TRAILING_PADDING = 0xFFFCFFFC
 
 Buffer = bytes | mmap.mmap
 
-_LONG_VRS = frozenset(
-    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
-)
-_SHORT_VRS = frozenset(
-    {b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FD", b"FL", b"IS", b"LO", b"LT"}
-) | frozenset({b"PN", b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US"})
-UNDEFINED_LENGTH = 0xFFFFFFFF
-_UNDEFINED = UNDEFINED_LENGTH
-_ITEM = 0xFFFEE000
-_ITEM_END = 0xFFFEE00D
-_SEQUENCE_END = 0xFFFEE0DD
 _PREAMBLE = 128
 
 
@@ -109,7 +106,7 @@ def find_dataset_offset(view: Buffer, name: str) -> int:
     try:
         # File Meta elements are Explicit VR Little Endian whatever the data set's syntax.
         while pos + 8 <= size and struct.unpack_from("<H", view, pos)[0] == 0x0002:
-            if view[pos + 4 : pos + 6] in _LONG_VRS:
+            if view[pos + 4 : pos + 6] in LONG_VRS:
                 pos += 12 + struct.unpack_from("<I", view, pos + 8)[0]
             else:
                 pos += 8 + struct.unpack_from("<H", view, pos + 6)[0]
@@ -120,95 +117,25 @@ def find_dataset_offset(view: Buffer, name: str) -> int:
     return pos
 
 
-class _StructureError(Exception):
-    """The element structure runs past the end or is not what the transfer syntax says."""
-
-
 def scan_layout(view: Buffer, offset: int, transfer_syntax_uid: str, name: str) -> Layout:
     """The top-level elements from `offset` to the end of `view`; RewriteError if the element
     structure is damaged (truncated, lengths beyond the end, not in the given syntax)."""
     implicit, little = encoding_of(transfer_syntax_uid)
-    walker = _Walker(view, "<" if little else ">", implicit)
+    walker = ElementWalker(view, "<" if little else ">", implicit)
     size = len(view)
     elements: list[TopElement] = []
     pos = offset
     try:
         while pos < size:
             tag, end, length = walker.element(pos, size)
-            if tag in (_ITEM, _ITEM_END, _SEQUENCE_END):
-                raise _StructureError
+            if tag in (ITEM, ITEM_END, SEQUENCE_END):
+                raise StructureError
             elements.append(TopElement(tag, pos, end, length))
             pos = end
-    except (_StructureError, struct.error, RecursionError):  # nesting depth from a hostile file
+    except (StructureError, struct.error, RecursionError):  # nesting depth from a hostile file
         raise RewriteError(
             f"{name}: the data set is truncated or damaged (its element lengths do not fit)"
         ) from None
     tags = [e.tag for e in elements]
     ascending = all(a < b for a, b in itertools.pairwise(tags))
     return Layout(offset, size, tuple(elements), ascending)
-
-
-class _Walker:
-    """Skips elements by their lengths; positions are checked against an end offset."""
-
-    def __init__(self, view: Buffer, endian: str, implicit: bool) -> None:
-        self._view = view
-        self._endian = endian
-        self._implicit = implicit
-
-    def element(self, pos: int, end: int) -> tuple[int, int, int]:
-        """(tag, offset after the element, declared length) of the element at `pos`."""
-        view, endian = self._view, self._endian
-        if pos + 8 > end:
-            raise _StructureError
-        group, elem = struct.unpack_from(endian + "HH", view, pos)
-        tag = group << 16 | elem
-        vr = view[pos + 4 : pos + 6]
-        if self._implicit or group == 0xFFFE:
-            length = struct.unpack_from(endian + "I", view, pos + 4)[0]
-            pos += 8
-        elif vr in _LONG_VRS:
-            if pos + 12 > end:
-                raise _StructureError
-            length = struct.unpack_from(endian + "I", view, pos + 8)[0]
-            pos += 12
-        elif vr in _SHORT_VRS:
-            length = struct.unpack_from(endian + "H", view, pos + 6)[0]
-            pos += 8
-        else:  # not a VR: the data set is not encoded in the syntax we were told
-            raise _StructureError
-        if length == _UNDEFINED:
-            return tag, self._items(pos, end), length
-        pos += length
-        if pos > end:
-            raise _StructureError
-        return tag, pos, length
-
-    def _items(self, pos: int, end: int) -> int:
-        """Skip the items of an undefined-length sequence or encapsulated pixel data."""
-        while True:
-            if pos + 8 > end:
-                raise _StructureError
-            group, elem, length = struct.unpack_from(self._endian + "HHI", self._view, pos)
-            tag = group << 16 | elem
-            pos += 8
-            if tag == _SEQUENCE_END:
-                return pos
-            if tag != _ITEM:
-                raise _StructureError
-            if length == _UNDEFINED:
-                pos = self._item_body(pos, end)
-            else:
-                pos += length
-                if pos > end:
-                    raise _StructureError
-
-    def _item_body(self, pos: int, end: int) -> int:
-        """Skip the elements of an undefined-length item up to its Item Delimitation Item."""
-        while True:
-            if pos + 8 > end:
-                raise _StructureError
-            group, elem = struct.unpack_from(self._endian + "HH", self._view, pos)
-            if group << 16 | elem == _ITEM_END:
-                return pos + 8
-            _, pos, _ = self.element(pos, end)

@@ -31,6 +31,7 @@ from pydicom.tag import BaseTag
 from appliance.importer.errors import DamagedFileError, NotDicomError
 from appliance.importer.headfile import HeadFile
 from appliance.importer.sniff import HEAD_SIZE, HeadKind, sniff
+from appliance.media.element_walk import LONG_VRS
 
 IMPLICIT_LE: Final = "1.2.840.10008.1.2"
 EXPLICIT_LE: Final = "1.2.840.10008.1.2.1"
@@ -44,10 +45,6 @@ NATIVE_SYNTAXES: Final = frozenset({IMPLICIT_LE, EXPLICIT_LE, EXPLICIT_BE, DEFLA
 DEFER_SIZE: Final = 256 * 1024
 # A File Meta group larger than this is not one.
 _MAX_META: Final = 64 * 1024
-# Explicit VRs with a 2-byte reserved field and a 4-byte length.
-_LONG_VRS: Final = frozenset(
-    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
-)
 _PIXEL_DATA: Final = 0x7FE00010
 # Bytes of an inflated deflated data set kept to parse its header.
 _INFLATED_HEADER_CAP: Final = 16 * 1024 * 1024
@@ -215,7 +212,7 @@ def _meta_end(buffer: bytes, name: str) -> tuple[int, bool]:
             return pos, implicit
         vr = buffer[pos + 4 : pos + 6]
         if vr.isalpha() and vr.isupper():
-            if vr in _LONG_VRS:
+            if vr in LONG_VRS:
                 length = int.from_bytes(buffer[pos + 8 : pos + 12], "little")
                 header = 12
             else:

@@ -55,9 +55,10 @@ from pydicom.filereader import read_dataset
 from pydicom.filewriter import write_data_element
 
 from appliance.errors import InvalidUIDError
-from appliance.importer.dataset_layout import UNDEFINED_LENGTH, Buffer, Layout, TopElement
+from appliance.importer.dataset_layout import Buffer, Layout, TopElement
 from appliance.importer.rewrite_apply import KEEP_UIDS_BOUNDARY, UID_KEYWORDS, apply_identity
 from appliance.importer.uid_plan import UidPlan
+from appliance.media.element_walk import UNDEFINED_LENGTH
 from appliance.media.reidentify import Reidentifier
 from appliance.store.layout import validate_uid
 

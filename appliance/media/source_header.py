@@ -42,12 +42,11 @@ from pydicom.uid import (
 )
 from pydicom.values import convert_string
 
-from appliance.media.source_structure import LONG_VRS, SHORT_VRS
+from appliance.media.element_walk import LONG_VRS, SHORT_VRS, UNDEFINED_LENGTH
 
 PIXEL_DATA_TAGS: Final = frozenset({0x7FE00010, 0x7FE00009, 0x7FE00008})
 """Where a header ends: Pixel Data, Float or Double Float Pixel Data (as pydicom stops)."""
 
-_UNDEFINED: Final = 0xFFFFFFFF
 _ITEM_END: Final = 0xFFFEE00D
 _CHARSET: Final = 0x00080005
 _TAG: Final = struct.Struct("<HH")
@@ -159,7 +158,7 @@ def _collect(
                 raise _UnusualFileError
             vr = raw_vr.decode("ascii")
         key = BaseTag(tag)
-        if length == _UNDEFINED:
+        if length == UNDEFINED_LENGTH:
             if meta or not _is_sequence(tag, vr):
                 raise _UnusualFileError
             reader = _MappedFile(view, end, value_at)
