@@ -22,11 +22,10 @@ from pydicom.config import IGNORE
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
-from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
 from appliance.config import KioskConfig, NodeConfig
-from appliance.dicom.qr_scu import QueryError, QueryFailedError, run_find
+from appliance.dicom.qr_scu import QueryError, QueryFailedError, run_find, value_text
 from appliance.dicom.scu_session import (
     NATIVE_SYNTAXES,
     accepted_context_id,
@@ -256,12 +255,7 @@ def build_identifier(query: WorklistQuery) -> Dataset:
 
 
 def _text(dataset: Dataset, keyword: str) -> str:
-    value = dataset.get(keyword)
-    if value is None:
-        return ""
-    if isinstance(value, MultiValue | list | tuple):
-        return "\\".join(str(v) for v in value)
-    return str(value)
+    return value_text(dataset.get(keyword))
 
 
 def worklist_item(match: Dataset) -> WorklistItem:

@@ -15,6 +15,7 @@ from typing import Literal
 
 from pydicom.datadict import dictionary_VR, keyword_dict
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 from pynetdicom.association import Association
 
 from appliance.config import KioskConfig, NodeConfig
@@ -124,21 +125,23 @@ def build_identifier(level: Level, keys: Mapping[str, str]) -> Dataset:
     return identifier
 
 
+def value_text(value: object) -> str:
+    """An element value of a C-FIND answer as text: "" for none, multi-values joined with
+    backslash."""
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple | MultiValue):
+        return "\\".join(str(v) for v in value)
+    return str(value)
+
+
 def match_values(match: Dataset) -> dict[str, str]:
     """A C-FIND match as keyword -> text (multi-values joined with backslash)."""
-    values: dict[str, str] = {}
-    for element in match:
-        if element.VR == "SQ" or not element.keyword:
-            continue
-        value = element.value
-        if value is None:
-            text = ""
-        elif isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
-            text = "\\".join(str(v) for v in value)
-        else:
-            text = str(value)
-        values[element.keyword] = text
-    return values
+    return {
+        element.keyword: value_text(element.value)
+        for element in match
+        if element.VR != "SQ" and element.keyword
+    }
 
 
 @dataclass(frozen=True, slots=True)
