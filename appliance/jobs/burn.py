@@ -12,8 +12,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import os
-import secrets
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -30,9 +28,11 @@ from appliance.drives.base import OpticalDrive
 from appliance.errors import KioskError
 from appliance.jobs.burn_request import BurnOptions, BurnRequest, resolve_options
 from appliance.jobs.burn_secure import JobSecurity, job_security, load_security
+from appliance.jobs.installation import installation_secret
 from appliance.jobs.model import Job, JobError
 from appliance.jobs.runner import JobContext
 from appliance.jobs.secrets import PROCESS_VAULT, SecretVault
+from appliance.jobs.timings import PhaseTimings
 from appliance.media.deidentify import Deidentifier, DeidentOptions
 from appliance.media.errors import SourceFileError
 from appliance.media.fileset import build_fileset
@@ -72,35 +72,6 @@ CANCEL_CHECK_SECONDS = 0.1
 """How often a long phase looks whether the operator cancelled the job."""
 
 Transform = Callable[[Dataset], Dataset]
-
-
-def installation_secret(var: Path) -> bytes:
-    """A random key kept in `<var>/secret.key` (mode 0600), made on first use. Keyed hashes
-    of it give each job stable pseudonyms and UID maps across retries and restarts."""
-    path = var / "secret.key"
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        var.mkdir(parents=True, exist_ok=True)
-        key = secrets.token_bytes(32)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(key)
-            fh.flush()
-            os.fsync(fh.fileno())
-        return key
-    except FileExistsError:  # pragma: no cover - a concurrent first use
-        return path.read_bytes()
-
-
-class _Timings:
-    """Seconds spent per phase, kept in the job result (benchmarks and operators read them)."""
-
-    def __init__(self, result: dict[str, Any]) -> None:
-        self.table: dict[str, float] = result.setdefault("timings", {})
-
-    def add(self, phase: str, started: float) -> None:
-        self.table[phase] = round(self.table.get(phase, 0.0) + time.monotonic() - started, 4)
 
 
 def _round_up(size: int) -> int:
@@ -283,7 +254,7 @@ class BurnHandler:
                 last_cancel_check = now
                 ctx.check_cancelled()
 
-        timings = _Timings(result)
+        timings = PhaseTimings(result)
         started = time.monotonic()
         fileset = build_fileset(
             sources,
@@ -503,7 +474,7 @@ class BurnHandler:
         def write_progress(done: int, total: int) -> None:
             ctx.progress(f"{label}: writing", done_bytes=done, total_bytes=total)
 
-        timings = _Timings(result)
+        timings = PhaseTimings(result)
         started = time.monotonic()
         self.drive.write(image.path, write_progress)
         timings.add("write", started)

@@ -16,7 +16,7 @@ import hashlib
 import hmac
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +34,11 @@ from appliance.importer.rewrite import (
 from appliance.importer.rewrite_batch import RewriteItem
 from appliance.importer.rewrite_errors import RewriteError
 from appliance.importer.uid_plan import UidPlan, collect_uids
-from appliance.jobs.burn import installation_secret
 from appliance.jobs.import_request import ImportRequest, PatientDecision
+from appliance.jobs.installation import installation_secret
 from appliance.jobs.model import Job, JobCancelled, JobError
 from appliance.jobs.runner import JobContext
+from appliance.jobs.send_results import instance_record, not_accepted_error, sent_ok
 from appliance.media.reidentify import NewIdentity
 
 log = logging.getLogger(__name__)
@@ -46,22 +47,6 @@ OUT_DIR = "out"
 """Folder of the rewritten instances in the job's workspace."""
 RESULT_SAVE_SECONDS = 1.0
 """While sending, the per-instance results are saved this often (not only at the end)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Outbound:
-    """One rewritten instance ready to send."""
-
-    item: SendItem
-    patient: str
-
-
-def _sent_ok(record: dict[str, Any] | None) -> bool:
-    return record is not None and record.get("outcome") in (Outcome.SUCCESS, Outcome.WARNING)
-
-
-def _record(result: InstanceResult) -> dict[str, Any]:
-    return {"outcome": str(result.outcome), "status": result.status, "reason": result.reason}
 
 
 class Preparer:
@@ -154,13 +139,13 @@ class Forwarder:
         catalog: Catalog,
         decisions: dict[str, PatientDecision],
         work: Path,
-    ) -> tuple[list[RewriteItem], list[Outbound], UidPlan]:
+    ) -> tuple[list[RewriteItem], list[SendItem], UidPlan]:
         """What to rewrite and send: an output file and the instance it will be, per instance
         of a patient not skipped (the new UIDs are known before anything is written)."""
         uid_plan = self.uid_plan(request, catalog)
         identities: dict[str, ImportIdentity | None] = {}
         items: list[RewriteItem] = []
-        outbound: list[Outbound] = []
+        outbound: list[SendItem] = []
         out = work / OUT_DIR
         out.mkdir(exist_ok=True)
         for number, inst in enumerate(catalog.instances):
@@ -185,12 +170,7 @@ class Forwarder:
             )
             sop_instance_uid = uid_plan.new_uid(inst.sop_instance_uid)
             outbound.append(
-                Outbound(
-                    SendItem(
-                        target, inst.sop_class_uid, sop_instance_uid, inst.transfer_syntax_uid
-                    ),
-                    key,
-                )
+                SendItem(target, inst.sop_class_uid, sop_instance_uid, inst.transfer_syntax_uid)
             )
         return items, outbound, uid_plan
 
@@ -204,15 +184,15 @@ class Forwarder:
         work: Path,
         node: NodeConfig,
         result: dict[str, Any],
-    ) -> tuple[list[Outbound], Preparer]:
+    ) -> tuple[list[SendItem], Preparer]:
         """Rewrite each instance as it is sent (see the module docstring)."""
         items, outbound, uid_plan = self.plan(request, catalog, decisions, work)
         preparer = Preparer(
-            {o.item.sop_instance_uid: item for item, o in zip(items, outbound, strict=True)},
+            {o.sop_instance_uid: item for item, o in zip(items, outbound, strict=True)},
             uid_plan,
         )
         records: dict[str, dict[str, Any]] = result.setdefault("instances", {})
-        pending = [o for o in outbound if not _sent_ok(records.get(o.item.sop_instance_uid))]
+        pending = [o for o in outbound if not sent_ok(records.get(o.sop_instance_uid))]
         try:
             self.send(job, ctx, node, pending, len(outbound), result, preparer)
         finally:
@@ -235,7 +215,7 @@ class Forwarder:
         job: Job,
         ctx: JobContext,
         node: NodeConfig,
-        todo: list[Outbound],
+        todo: list[SendItem],
         total: int,
         result: dict[str, Any],
         preparer: Preparer,
@@ -249,7 +229,7 @@ class Forwarder:
 
         def on_result(instance: InstanceResult) -> None:
             nonlocal done, saved
-            records[instance.sop_instance_uid] = _record(instance)
+            records[instance.sop_instance_uid] = instance_record(instance)
             done += 1
             ctx.progress("sending", done_files=done, total_files=total)
             # What the node accepted survives a crash, so the re-run sends only the rest.
@@ -261,7 +241,7 @@ class Forwarder:
             summary = send_instances(
                 self.config,
                 node,
-                [o.item for o in todo],
+                todo,
                 on_result=on_result,
                 should_stop=lambda: ctx.store.is_cancel_requested(job.id),
                 prepare=preparer,
@@ -269,10 +249,10 @@ class Forwarder:
         except AssociationFailedError as exc:
             raise JobError(str(exc), retryable=exc.transient) from None
         finally:
-            sent = sum(1 for r in records.values() if _sent_ok(r))
+            sent = sum(1 for r in records.values() if sent_ok(r))
             result["counts"] = {
                 "sent": sent,
-                "failed": sum(1 for r in records.values() if not _sent_ok(r)),
+                "failed": sum(1 for r in records.values() if not sent_ok(r)),
                 "skipped": len(result.get("summary", {}).get("skipped", [])),
                 "total": total,
             }
@@ -287,22 +267,14 @@ class Forwarder:
             )
         failures = [r for r in summary.results if r.outcome is Outcome.FAILURE]
         if failures:
-            lost = summary.association_lost or any(
-                r.status is not None and r.status & 0xFF00 == 0xA700 for r in failures
-            )
-            raise JobError(
-                f"{len(failures)} of {total} instance(s) not accepted by {node.ae_title}"
-                + (" (association lost)" if summary.association_lost else "")
-                + f"; first: {failures[0].reason}",
-                retryable=lost,
-            )
+            raise not_accepted_error(failures, total, node.ae_title, summary.association_lost)
         log.info("job %d: %d instance(s) sent to %s", job.id, total, node.ae_title)
 
     def store_locally(
         self,
         job: Job,
         ctx: JobContext,
-        outbound: list[Outbound],
+        outbound: list[SendItem],
         preparer: Preparer,
         result: dict[str, Any],
     ) -> None:
@@ -312,9 +284,7 @@ class Forwarder:
         host = "127.0.0.1" if dicom.bind in ("0.0.0.0", "::", "") else dicom.bind
         ourselves = NodeConfig(ae_title=dicom.ae_title, host=host, port=dicom.port)
         try:
-            summary = send_instances(
-                self.config, ourselves, [o.item for o in outbound], prepare=preparer
-            )
+            summary = send_instances(self.config, ourselves, outbound, prepare=preparer)
         except AssociationFailedError as exc:
             raise JobError(f"local copy: {exc}", retryable=exc.transient) from None
         failed = summary.failed

@@ -51,6 +51,7 @@ from appliance.jobs.queue import JobStore
 from appliance.jobs.runner import JobContext
 from appliance.jobs.secrets import SecretVault
 from appliance.jobs.secure_keys import import_reader
+from appliance.jobs.timings import PhaseTimings
 from appliance.media.secure import SecureFileReader
 
 log = logging.getLogger(__name__)
@@ -61,16 +62,6 @@ PASSWORD_NEEDED = (
     "password needed: the disc password is no longer in memory (the daemon restarted); "
     "submit the import again with its password"
 )
-
-
-class _Timings:
-    """Seconds per phase, kept in the job result (benchmarks and operators read them)."""
-
-    def __init__(self, result: dict[str, Any]) -> None:
-        self.values: dict[str, float] = result.setdefault("timings", {})
-
-    def add(self, phase: str, started: float) -> None:
-        self.values[phase] = round(self.values.get(phase, 0.0) + time.perf_counter() - started, 4)
 
 
 class ImportHandler:
@@ -109,7 +100,7 @@ class ImportHandler:
                 return self._commit(
                     job, ctx, result, lambda: self.flow.follow(ctx, node, transaction, result)
                 )
-        timings = _Timings(result)
+        timings = PhaseTimings(result)
         work = self.workspace(job)
         # A disc detected without a rule or a default destination is still read and waits for
         # the clerk with its summary: only forwarding needs the node.
@@ -118,7 +109,7 @@ class ImportHandler:
         if name is None:
             raise JobError("no destination node: give one or set [importer] default_destination")
         node = resolve_node(self.config, name)
-        started = time.perf_counter()
+        started = time.monotonic()
         outbound, preparer = self.forwarder.rewrite_and_send(
             job, ctx, request, catalog, decisions, work, node, result
         )
@@ -128,7 +119,7 @@ class ImportHandler:
         ctx.save_result(result)
         if not outbound:
             return self._finish(job, ctx, result)
-        instances = [(o.item.sop_class_uid, o.item.sop_instance_uid) for o in outbound]
+        instances = [(o.sop_class_uid, o.sop_instance_uid) for o in outbound]
         return self._commit(
             job, ctx, result, lambda: self.flow.begin(job, ctx, name, node, instances, result)
         )
@@ -170,7 +161,7 @@ class ImportHandler:
         request: ImportRequest,
         work: Path,
         result: dict[str, Any],
-        timings: _Timings,
+        timings: PhaseTimings,
     ) -> Catalog:
         catalog_path = work / CATALOG_FILE
         if catalog_path.exists():
@@ -188,7 +179,7 @@ class ImportHandler:
         except ImporterError as exc:
             raise JobError(f"cannot import {request.source}: {exc}") from None
         work.mkdir(parents=True)
-        started = time.perf_counter()
+        started = time.monotonic()
         ctx.progress("reading disc")
 
         def staging(progress: StagingProgress) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Sequence
 from typing import Any
 
 from appliance.config import KioskConfig, NodeConfig
@@ -25,6 +24,7 @@ from appliance.jobs.model import Job, JobCancelled, JobError
 from appliance.jobs.nodes import resolve_node
 from appliance.jobs.runner import JobContext
 from appliance.jobs.send_request import SendRequest, SendRequestError
+from appliance.jobs.send_results import instance_record, not_accepted_error, sent_ok
 from appliance.store.commitments import CommitmentStore
 from appliance.store.index import connect
 
@@ -61,27 +61,6 @@ def select_rows(conn: sqlite3.Connection, request: SendRequest) -> list[sqlite3.
     if missing:
         raise JobError(f"{missing} requested study/series/instance(s) not in the local store")
     return list(rows.values())
-
-
-def _retryable(results: Sequence[InstanceResult], association_lost: bool) -> bool:
-    """Worth another attempt: the association broke or the node was short of resources."""
-    return association_lost or any(
-        r.status is not None and r.status & 0xFF00 == 0xA700 for r in results
-    )
-
-
-def _record(result: InstanceResult) -> dict[str, Any]:
-    return {
-        "outcome": str(result.outcome),
-        "status": result.status,
-        "reason": result.reason,
-        "transfer_syntax_uid": result.transfer_syntax_uid,
-        "converted": result.converted,
-    }
-
-
-def _sent_ok(record: dict[str, Any] | None) -> bool:
-    return record is not None and record.get("outcome") in (Outcome.SUCCESS, Outcome.WARNING)
 
 
 class SendHandler:
@@ -136,14 +115,14 @@ class SendHandler:
         ctx.progress("selecting")
         items = self._select(request)
         records: dict[str, dict[str, Any]] = result.setdefault("instances", {})
-        todo = [i for i in items if not _sent_ok(records.get(i.sop_instance_uid))]
+        todo = [i for i in items if not sent_ok(records.get(i.sop_instance_uid))]
         total = len(items)
         done = total - len(todo)
         ctx.progress("sending", done_files=done, total_files=total)
 
         def on_result(instance: InstanceResult) -> None:
             nonlocal done
-            records[instance.sop_instance_uid] = _record(instance)
+            records[instance.sop_instance_uid] = instance_record(instance)
             done += 1
             ctx.progress("sending", done_files=done, total_files=total)
 
@@ -157,7 +136,7 @@ class SendHandler:
         except AssociationFailedError as exc:
             raise JobError(str(exc), retryable=exc.transient) from None
         finally:
-            result["sent"] = sum(1 for r in records.values() if _sent_ok(r))
+            result["sent"] = sum(1 for r in records.values() if sent_ok(r))
             result["total"] = total
             ctx.save_result(result)
         if summary.not_sent:
@@ -166,11 +145,6 @@ class SendHandler:
         if failures:
             result["failed"] = len(failures)
             ctx.save_result(result)
-            raise JobError(
-                f"{len(failures)} of {total} instance(s) not accepted by {node.ae_title}"
-                + (" (association lost)" if summary.association_lost else "")
-                + f"; first: {failures[0].reason}",
-                retryable=_retryable(failures, summary.association_lost),
-            )
+            raise not_accepted_error(failures, total, node.ae_title, summary.association_lost)
         result.pop("failed", None)
         return items
