@@ -60,18 +60,8 @@ class DiscLabel:
             elif kind == "STUDY":
                 dates.append(_date(str(record.get("StudyDate", ""))))
                 descriptions.append(str(record.get("StudyDescription", "")))
-        unique_names = list(dict.fromkeys(n for n in names if n))
-        return cls(
-            institution=institution,
-            content=DICOM_PLUS_WEB if web else DICOM_ONLY,
-            disc=disc,
-            discs=discs,
-            patient_name=("; ".join(unique_names) if with_patient else ""),
-            patient_birth_date=(
-                _date(births[0]) if with_patient and len(set(births)) == 1 and births[0] else ""
-            ),
-            study_dates=sorted({d for d in dates if d}),
-            descriptions=list(dict.fromkeys(d for d in descriptions if d)),
+        return cls._from_lines(
+            names, births, dates, descriptions, institution, web, disc, discs, with_patient
         )
 
     @classmethod
@@ -90,6 +80,32 @@ class DiscLabel:
         names = [p.name.replace("^", " ").strip() for p in catalog.patients]
         births = [p.birth_date for p in catalog.patients]
         studies = [s for p in catalog.patients for s in p.studies]
+        return cls._from_lines(
+            names,
+            births,
+            [_date(s.date) for s in studies],
+            [s.description for s in studies],
+            institution,
+            web,
+            disc,
+            discs,
+            with_patient,
+        )
+
+    @classmethod
+    def _from_lines(
+        cls,
+        names: list[str],
+        births: list[str],
+        dates: list[str],
+        descriptions: list[str],
+        institution: str,
+        web: bool,
+        disc: int,
+        discs: int,
+        with_patient: bool,
+    ) -> DiscLabel:
+        """The label from the PATIENT and STUDY values of a file set, in record order."""
         unique_names = list(dict.fromkeys(n for n in names if n))
         return cls(
             institution=institution,
@@ -100,8 +116,8 @@ class DiscLabel:
             patient_birth_date=(
                 _date(births[0]) if with_patient and len(set(births)) == 1 and births[0] else ""
             ),
-            study_dates=sorted({_date(s.date) for s in studies if s.date}),
-            descriptions=list(dict.fromkeys(s.description for s in studies if s.description)),
+            study_dates=sorted({d for d in dates if d}),
+            descriptions=list(dict.fromkeys(d for d in descriptions if d)),
         )
 
     def lines(self) -> list[str]:
