@@ -139,7 +139,7 @@ def test_spanning_small_capacity(make_kioskd, tmp_path: Path) -> None:  # type: 
         ({"no_media": True}, "no disc"),
         ({"tray_open": True}, "tray"),
         ({"capacity_mb": 1}, "does not fit"),
-        ({"read_back_mismatch": True}, "checksum"),
+        ({"read_back_mismatch": True}, "does not hold the image that was written: it differs"),
     ],
 )
 def test_drive_faults_fail_the_job_with_a_reason(  # type: ignore[no-untyped-def]

@@ -111,6 +111,7 @@ def test_burn_to_stdio_and_verify_with_xorriso_and_us(
     readback = Recorder()
     drive.verify_read_back(result.size, result.sha256, readback)
     assert readback.calls[-1] == (result.size, result.size)
+    drive.verify_read_back(result.size, result.sha256, image=result.path)
     report = verify_image(disc, manifest, expected_sha256=None)
     assert report.ok, report.summary()
 
@@ -362,6 +363,36 @@ def test_fake_drive_read_back_mismatch(image: tuple[IsoResult, Manifest], tmp_pa
         drive.verify_read_back(result.size, result.sha256)
     disc = drive.current_disc.read_bytes()
     assert hashlib.sha256(disc).hexdigest() != result.sha256
+
+
+def test_read_back_compared_with_the_built_image(
+    image: tuple[IsoResult, Manifest], tmp_path: Path
+) -> None:
+    """With the built image at hand the disc is compared byte for byte: a good disc passes
+    (whatever digest is given), a damaged one fails naming the first differing byte, a short
+    one fails as incomplete; without the image the digest decides."""
+    result, _ = image
+    good = FakeDrive(tmp_path / "good")
+    good.write(result.path)
+    progress = Recorder()
+    good.verify_read_back(result.size, "0" * 64, progress, image=result.path)
+    assert progress.calls[-1] == (result.size, result.size)
+    with pytest.raises(ReadBackError, match="checksum differs"):
+        good.verify_read_back(result.size, "0" * 64, image=tmp_path / "gone.iso")
+    good.verify_read_back(result.size, result.sha256, image=tmp_path / "gone.iso")
+
+    bad = FakeDrive(tmp_path / "bad", FakeDriveFaults(read_back_mismatch=True))
+    bad.write(result.path)
+    offset = result.size // 2  # where the fake drive flips a byte
+    with pytest.raises(
+        ReadBackError, match=rf"differs from byte {offset} \(sector {offset // 2048}\)"
+    ):
+        bad.verify_read_back(result.size, result.sha256, image=result.path)
+
+    longer = tmp_path / "longer.iso"
+    longer.write_bytes(result.path.read_bytes() + b"\0" * 4096)
+    with pytest.raises(ReadBackError, match="holds only"):
+        good.verify_read_back(result.size + 4096, "0" * 64, image=longer)
 
 
 def test_disabled_drive_refuses_everything(tmp_path: Path) -> None:

@@ -1,18 +1,20 @@
 """The interface every optical drive driver implements, and the checks shared by all of them.
 
-Read-back design: a drive streams the written bytes and returns their SHA-256
-(`read_back_sha256`) instead of copying the disc into a file.
+Read-back design: a drive streams the written bytes to a consumer (`read_back`) instead of
+copying the disc into a file.
 
 * The disc is read once, sequentially (the fastest way to read optical media, no seeks), and
   nothing disc-sized is written to the appliance's SSD (a BD is 25 GB).
 * It is enough: the image was built and checked locally first (`media.verify.verify_image`,
   every file against the job manifest, at the DICOM level). If the disc's first `size` bytes
-  have the image's SHA-256, the disc *is* that image, so every check made on the image holds
-  for the disc. A mismatch fails the job with `ReadBackError`; the caller may then re-read.
+  are the image's bytes (compared with the built image while it is still there, else by
+  SHA-256), the disc *is* that image, so every check made on the image holds for the disc. A
+  mismatch fails the job with `ReadBackError`; the caller may then re-read.
 """
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +31,7 @@ from appliance.drives.errors import (
     TrayOpenError,
     WriteError,
 )
+from appliance.drives.readback import ChunkConsumer, ImageComparison
 
 __all__ = [
     "DriveError",
@@ -104,8 +107,10 @@ class OpticalDrive(ABC):
         """Write the ISO `image` to the disc from block 0, then close the disc."""
 
     @abstractmethod
-    def read_back_sha256(self, size: int, progress: ProgressCallback | None = None) -> str:
-        """Read the first `size` bytes of the disc just written and return their SHA-256.
+    def read_back(
+        self, size: int, consume: ChunkConsumer, progress: ProgressCallback | None = None
+    ) -> None:
+        """Read the first `size` bytes of the disc just written, in order, into `consume`.
 
         Only `size` bytes are read: drives pad a track beyond the image, and reading into the
         padding or past the end of the written area fails on real drives.
@@ -123,10 +128,34 @@ class OpticalDrive(ABC):
         require_writable(info, size, self.name)
         return info
 
+    def read_back_sha256(self, size: int, progress: ProgressCallback | None = None) -> str:
+        """The SHA-256 of the first `size` bytes of the disc just written."""
+        digest = hashlib.sha256()
+        self.read_back(size, digest.update, progress)
+        return digest.hexdigest()
+
     def verify_read_back(
-        self, size: int, expected_sha256: str, progress: ProgressCallback | None = None
+        self,
+        size: int,
+        expected_sha256: str,
+        progress: ProgressCallback | None = None,
+        *,
+        image: Path | None = None,
     ) -> None:
-        """Read the disc back and raise `ReadBackError` unless it holds exactly the image."""
+        """Read the disc back and raise `ReadBackError` unless it holds exactly the image.
+
+        With `image` (the built image, still on the appliance) the disc is compared with it
+        byte for byte; otherwise its SHA-256 is compared with `expected_sha256`.
+        """
+        if image is not None:
+            try:
+                built = image.open("rb", buffering=0)
+            except OSError:
+                pass  # gone already: the digest says the same, only slower
+            else:
+                with built:
+                    self.read_back(size, ImageComparison(built, drive=self.name), progress)
+                return
         found = self.read_back_sha256(size, progress)
         if found != expected_sha256.lower():
             raise ReadBackError(

@@ -7,6 +7,7 @@ from typing import NoReturn
 
 from appliance.drives.base import MediaInfo, OpticalDrive, ProgressCallback
 from appliance.drives.errors import DriveUnavailableError
+from appliance.drives.readback import ChunkConsumer
 
 
 class DisabledDrive(OpticalDrive):
@@ -34,7 +35,9 @@ class DisabledDrive(OpticalDrive):
         """Refuse: there is no drive."""
         self._refuse()
 
-    def read_back_sha256(self, size: int, progress: ProgressCallback | None = None) -> str:
+    def read_back(
+        self, size: int, consume: ChunkConsumer, progress: ProgressCallback | None = None
+    ) -> None:
         """Refuse: there is no drive."""
         self._refuse()
 

@@ -23,7 +23,7 @@ from appliance.drives.base import (
     require_writable,
 )
 from appliance.drives.errors import NoMediaError, TrayOpenError, WriteError
-from appliance.drives.readback import sha256_of_prefix
+from appliance.drives.readback import ChunkConsumer, read_prefix
 
 DVD_CAPACITY: Final = 4_700_372_992  # single-layer DVD±R, 2,295,104 blocks
 _COPY_CHUNK: Final = 1024 * 1024
@@ -99,13 +99,15 @@ class FakeDrive(OpticalDrive):
             if self.faults.read_back_mismatch and size > 0:
                 _flip_byte(target, size // 2)
 
-    def read_back_sha256(self, size: int, progress: ProgressCallback | None = None) -> str:
-        """Stream the current disc file into a SHA-256."""
+    def read_back(
+        self, size: int, consume: ChunkConsumer, progress: ProgressCallback | None = None
+    ) -> None:
+        """Stream the current disc file into `consume`."""
         if self.faults.tray_open:
             raise TrayOpenError(f"The tray of drive {self.name} is open.")
         if self.faults.no_media or self._state == MediaState.BLANK:
             raise NoMediaError(f"There is no written disc in drive {self.name}.")
-        return sha256_of_prefix(self.current_disc, size, drive=self.name, progress=progress)
+        read_prefix(self.current_disc, size, consume, drive=self.name, progress=progress)
 
     def eject(self) -> None:
         """Take the disc out; a fresh blank one is loaded (like a disc robot)."""

@@ -23,7 +23,7 @@ from appliance.drives.base import (
     require_writable,
 )
 from appliance.drives.errors import DriveUnavailableError, NoMediaError, WriteError
-from appliance.drives.readback import sha256_of_prefix
+from appliance.drives.readback import ChunkConsumer, read_prefix
 from appliance.drives.xorriso import DEFAULT_STALL_TIMEOUT, XorrisoDrive
 
 # ISO 9660 primary volume descriptor: sector 16; type 1, "CD001", volume identifier at 40..72.
@@ -118,12 +118,14 @@ class PseudoDriveDirectory(OpticalDrive):
                 raise
             self._last = target
 
-    def read_back_sha256(self, size: int, progress: ProgressCallback | None = None) -> str:
-        """Stream the first `size` bytes of the image file written last."""
+    def read_back(
+        self, size: int, consume: ChunkConsumer, progress: ProgressCallback | None = None
+    ) -> None:
+        """Stream the first `size` bytes of the image file written last into `consume`."""
         last = self._last
         if last is None:
             raise NoMediaError(f"No disc has been written in drive {self.name} yet.")
-        return sha256_of_prefix(last, size, drive=self.name, progress=progress)
+        read_prefix(last, size, consume, drive=self.name, progress=progress)
 
     def eject(self) -> None:
         """Forget the last image (it stays in the directory as the published disc)."""

@@ -28,7 +28,7 @@ from appliance.drives.base import (
 )
 from appliance.drives.errors import DriveUnavailableError, WriteError
 from appliance.drives.linux_cdrom import TrayStatus, tray_status
-from appliance.drives.readback import sha256_of_prefix
+from appliance.drives.readback import ChunkConsumer, read_prefix
 from appliance.drives.xorriso_output import (
     error_for,
     parse_media_info,
@@ -111,10 +111,12 @@ class XorrisoDrive(OpticalDrive):
             require_writable(self._media_info(), size, self.name)
             self._write(image.absolute(), size, progress)
 
-    def read_back_sha256(self, size: int, progress: ProgressCallback | None = None) -> str:
-        """Stream the first `size` bytes of the device or file into a SHA-256."""
+    def read_back(
+        self, size: int, consume: ChunkConsumer, progress: ProgressCallback | None = None
+    ) -> None:
+        """Stream the first `size` bytes of the device or file into `consume`."""
         with self._lock:
-            return sha256_of_prefix(self._path, size, drive=self.name, progress=progress)
+            read_prefix(self._path, size, consume, drive=self.name, progress=progress)
 
     def eject(self) -> None:
         """Eject a real drive's tray; a file-backed drive has nothing to eject."""

@@ -390,8 +390,7 @@ class BurnHandler:
 
             def release_image() -> None:
                 # Queued behind the digest and the content check, so it runs once they have
-                # read the image; freeing a large file takes the file system a while, and
-                # this way it overlaps the drive's read-back instead of delaying the job's end.
+                # read the image (and after the last copy was compared with it).
                 pool.submit(_remove_checked_image, image.path, image_digest, content_check)
 
             for copy in range(record["copies_done"] + 1, options.copies + 1):
@@ -464,7 +463,7 @@ class BurnHandler:
         record: dict[str, Any],
         image_digest: Future[str],
         content_check: Future[None] | None,
-        after_write: Callable[[], None] | None = None,
+        when_done: Callable[[], None] | None = None,
     ) -> None:
         label = f"{phase}, copy {copy}/{options.copies}"
         self.drive.check_can_write(image.size)
@@ -478,8 +477,6 @@ class BurnHandler:
         started = time.monotonic()
         self.drive.write(image.path, write_progress)
         timings.add("write", started)
-        if after_write is not None:
-            after_write()
         started = time.monotonic()
         record["image_sha256"] = image_digest.result()
         if options.verify:
@@ -487,10 +484,16 @@ class BurnHandler:
             def verify_progress(done: int, total: int) -> None:
                 ctx.progress(f"{label}: verifying", done_bytes=done, total_bytes=total)
 
-            self.drive.verify_read_back(image.size, record["image_sha256"], verify_progress)
+            # Compared byte for byte with the image it was written from (a fifth of the cost
+            # of hashing what is read; the digest above stays the record of the disc).
+            self.drive.verify_read_back(
+                image.size, record["image_sha256"], verify_progress, image=image.path
+            )
             if content_check is not None:
                 content_check.result()  # raises the JobError of a bad image
         timings.add("verify", started)
+        if when_done is not None:
+            when_done()
         self.drive.eject()
         record["copies_done"] = copy
         result.pop("writing", None)
