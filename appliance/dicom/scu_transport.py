@@ -5,7 +5,8 @@ response we wait for arrives up to a millisecond late; over a study of hundreds 
 that is a large share of the time. The listener already runs its associations on
 `streaming.WakingDUL` (select() on the socket and a wake-up pipe); `WakingAE` gives the
 associations it requests the same reactor, and sets TCP_NODELAY before connecting so that no
-small PDU waits for the peer's delayed ACK.
+small PDU waits for the peer's delayed ACK. Its reactor keeps DIMSE responses for a paused
+sender (`scu_reactor`).
 
     ae = configure_ae(config, ae_class=WakingAE)
     assoc = ae.associate(host, port, ae_title=...)
@@ -22,6 +23,7 @@ from pynetdicom import AE
 from pynetdicom.association import Association
 from pynetdicom.transport import AddressInformation, AssociationSocket
 
+from appliance.dicom.scu_reactor import keep_responses
 from appliance.dicom.streaming import WakingDUL
 
 
@@ -43,4 +45,5 @@ class WakingAE(AE):
                 raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         assoc.dul.__class__ = WakingDUL
         cast(WakingDUL, assoc.dul).install_wakeup()
+        keep_responses(assoc)
         return sock

@@ -8,9 +8,7 @@ Printer N-EVENT-REPORTs arriving on the association are answered and kept in `ev
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import socket
 import time
 from dataclasses import asdict, dataclass
 from types import TracebackType
@@ -24,6 +22,8 @@ from pynetdicom.association import Association
 
 from appliance.config import KioskConfig
 from appliance.config.schema import PrinterConfig
+from appliance.dicom.scu_reactor import keep_responses
+from appliance.dicom.scu_session import set_nodelay
 from appliance.dicom.server import configure_ae
 from appliance.printing.errors import (
     PrintConnectionError,
@@ -112,15 +112,6 @@ def _text(ds: Dataset | None, keyword: str) -> str:
     return "" if value is None else str(value).strip()
 
 
-def _set_nodelay(assoc: Association) -> None:
-    # Every request waits for a small response: without TCP_NODELAY each one pays the peer's
-    # delayed ACK (about 40 ms).
-    sock = getattr(getattr(assoc.dul, "socket", None), "socket", None)
-    if isinstance(sock, socket.socket):
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
 class PrintSession:
     """An association with one printer through its Print Management meta SOP class.
 
@@ -195,7 +186,8 @@ class PrintSession:
                 f"{self.where} does not accept {kind} ({self.meta}); check "
                 f"printers.{self.name}.color"
             )
-        _set_nodelay(assoc)
+        set_nodelay(assoc)
+        keep_responses(assoc)
         self._assoc = assoc
         log.info("print association with %s opened (%s)", self.where, _META_NAMES[self.meta])
 

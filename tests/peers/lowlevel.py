@@ -26,6 +26,7 @@ from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.pdu import A_ASSOCIATE_RJ
 from pynetdicom.pdu_primitives import P_DATA
 
+from appliance.dicom.scu_reactor import keep_responses
 from tests.peers.data import dataset_bytes
 
 
@@ -115,7 +116,10 @@ def store_request(
 @contextmanager
 def paused_reactor(assoc: Association) -> Iterator[None]:
     """Pause the association's own reactor while we talk DIMSE, as pynetdicom's `send_*` do
-    (otherwise the reactor may take the response off the queue before we read it)."""
+    (otherwise the reactor may take the response off the queue before we read it). The pause
+    can come a moment late (see appliance.dicom.scu_reactor): a response the reactor takes
+    then is put back."""
+    keep_responses(assoc)
     assoc._reactor_checkpoint.clear()
     deadline = time.monotonic() + 10
     while not assoc._is_paused and assoc.is_alive() and time.monotonic() < deadline:
