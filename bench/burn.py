@@ -122,6 +122,7 @@ def one_run(data_dir: Path, files: list[Path], workdir: Path) -> dict[str, float
     return {
         "kioskd_total": total,
         "kioskd_without_write": total - timings.get("write", 0.0),
+        "kioskd_queued": job["started_at"] - job["created_at"],
         "kioskd_write": timings.get("write", 0.0),
         **{f"kioskd_{k}": v for k, v in timings.items() if k != "write"},
         "ref_total": sum(ref.values()),

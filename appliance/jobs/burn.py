@@ -119,6 +119,7 @@ class BurnHandler:
         media_profile, _ = resolve_media_profile(options.media_profile)
         security = job_security(self.config, self.security, options, request, self.vault)
         ctx.progress("selecting")
+        started = time.monotonic()
         instances = self._select(request, options)
         discs = plan_discs(
             [
@@ -132,6 +133,7 @@ class BurnHandler:
         result.setdefault("discs", [])
         result["disc_count"] = len(discs)
         result["options"] = asdict(options)
+        PhaseTimings(result).add("select", started)
         transform, deidentifier = self._transform(job, request)
         for number, plan in enumerate(discs, start=1):
             done = self._disc_record(result, number)
@@ -152,7 +154,9 @@ class BurnHandler:
             )
         if deidentifier is not None and deidentifier.warnings:
             result["warnings"] = [w.message for w in deidentifier.warnings]
+        started = time.monotonic()
         shutil.rmtree(self.work_root / f"job-{job.id}", ignore_errors=True)
+        PhaseTimings(result).add("cleanup", started)
         result.pop("writing", None)
         return result
 
