@@ -33,6 +33,7 @@ from appliance.dicom.store_scu import (
     send_instances,
 )
 from appliance.dicom.store_wire import encode_store_command
+from appliance.errors import KioskError
 from appliance.identity import IMPLEMENTATION_CLASS_UID
 from tests.peers.data import (
     DCMTK_UNREADABLE,
@@ -219,6 +220,50 @@ def test_missing_file_and_stop_request(tmp_path: Path) -> None:
     assert "missing" in summary.results[1].reason
     assert summary.not_sent == [i.sop_instance_uid for i in items[4:]]
     assert not summary.association_lost
+    assert received == {items[i].sop_instance_uid for i in (0, 2, 3)}
+
+
+def test_prepare_hook_runs_ahead_in_order_and_its_errors_stay_per_instance(
+    tmp_path: Path,
+) -> None:
+    """`prepare` sees every instance once, in order (the next one while the peer stores the
+    one before); a KioskError fails only its instance; any other error is reported only after
+    the instance in flight was answered, and fails that one and the rest (association aborted)."""
+    items = [_item(make_instance(tmp_path, instance_number=n)) for n in range(1, 7)]
+    seen: list[str] = []
+
+    def prepare(item: SendItem, as_stored: bool) -> SendItem:
+        assert as_stored
+        seen.append(item.sop_instance_uid)
+        if item is items[1]:
+            raise KioskError("cannot rewrite this one")
+        if item is items[4]:
+            raise RuntimeError("a bug")
+        return item
+
+    results: list[InstanceResult] = []
+    with Storescp(tmp_path / "scp") as scp:
+        summary = send_instances(
+            CONFIG,
+            _node(scp.ae_title, scp.port),
+            items,
+            on_result=results.append,
+            prepare=prepare,
+        )
+        received = set(scp.received())
+    assert seen == [i.sop_instance_uid for i in items[:5]]
+    assert [r.sop_instance_uid for r in results] == [i.sop_instance_uid for i in items]
+    assert [r.outcome for r in results] == [
+        Outcome.SUCCESS,
+        Outcome.FAILURE,
+        Outcome.SUCCESS,
+        Outcome.SUCCESS,
+        Outcome.FAILURE,
+        Outcome.FAILURE,
+    ]
+    assert results[1].reason == "cannot rewrite this one"
+    assert "local error (RuntimeError)" in results[4].reason
+    assert summary.association_lost
     assert received == {items[i].sop_instance_uid for i in (0, 2, 3)}
 
 

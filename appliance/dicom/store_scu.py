@@ -18,11 +18,12 @@ Public API (stable; used by the C-MOVE SCP, send jobs and the importer):
     should_stop         optional, polled before each instance: True ends the send there (the
                         rest is listed in `summary.not_sent`) and releases the association.
     calling_ae_title    optional, our AE title for the association (default dicom.ae_title).
-    prepare             optional, called with an item and whether it will go as stored just
-                        before it is sent; returns the item to send (the importer rewrites
-                        each instance there: in memory when it goes as stored, into a file
-                        when it must be converted). A KioskError it raises fails that instance
-                        with its message.
+    prepare             optional, called with an item and whether it will go as stored
+                        before it is sent (one going as stored while the peer stores the one
+                        before it); returns the item to send (the importer rewrites each
+                        instance there: in memory when it goes as stored, into a file when it
+                        must be converted). A KioskError it raises fails that instance with
+                        its message.
     move_originator     optional MoveOriginator(ae_title, message_id) when the C-STOREs are
                         sub-operations of a C-MOVE (it goes into every C-STORE-RQ).
 
@@ -62,8 +63,10 @@ from appliance.dicom.scu_session import AssociationFailedError, AssociationLostE
 from appliance.dicom.scu_transport import WakingAE
 from appliance.dicom.server import configure_ae
 from appliance.dicom.store_convert import ConversionError, encode_for
-from appliance.dicom.store_plan import Batch, accepted_syntaxes, choose, plan_batches
+from appliance.dicom.store_plan import Batch, Choice, accepted_syntaxes, choose, plan_batches
 from appliance.dicom.store_wire import (
+    Readable,
+    StoreResponse,
     StoreWire,
     dataset_offset,
     encode_store_command,
@@ -334,14 +337,39 @@ class _Sender:
     def _send_all(
         self, wire: StoreWire, accepted: dict[str, dict[str, int]], items: list[SendItem]
     ) -> str | None:
-        """Send `items` in order; returns why the association was lost, if it was."""
+        """Send `items` in order; returns why the association was lost, if it was.
+
+        While the peer stores one instance, the next one is prepared (rewritten, its file
+        opened): the Python work per instance overlaps the peer's instead of adding to it.
+        """
+        upcoming: _Ready | InstanceResult | None = None
         for index, item in enumerate(items):
             if self.should_stop is not None and self.should_stop():
                 self.stopped = True
                 self.summary.not_sent += [i.sop_instance_uid for i in items[index:]]
+                _close(upcoming)
                 return None
+            failed_from = index
             try:
-                self.report(self._send_one(wire, accepted, item))
+                current = upcoming if upcoming is not None else self._prepare(accepted, item)
+                upcoming = None
+                if isinstance(current, InstanceResult):
+                    self.report(current)
+                    continue
+                with current:
+                    message_id = current.transmit(wire, self._command)
+                    ahead_error: Exception | None = None
+                    if index + 1 < len(items) and self._goes_as_stored(accepted, items[index + 1]):
+                        try:
+                            upcoming = self._prepare(accepted, items[index + 1])
+                        except Exception as exc:  # raised below, once this one is answered
+                            ahead_error = exc
+                    response = wire.receive(message_id)
+                self.summary.bytes_sent += current.size
+                self.report(current.result(response))
+                if ahead_error is not None:
+                    failed_from = index + 1
+                    raise ahead_error
             except AssociationLostError as exc:
                 lost = f"association lost: {exc}"
             except Exception as exc:  # e.g. a read error half-way through a data set
@@ -350,16 +378,37 @@ class _Sender:
                 lost = f"association aborted after a local error ({type(exc).__name__})"
             else:
                 continue
-            self.fail_all(items[index:], lost)
+            _close(upcoming)
+            self.fail_all(items[failed_from:], lost)
             return lost
         return None
 
-    def _send_one(
-        self, wire: StoreWire, accepted: dict[str, dict[str, int]], item: SendItem
-    ) -> InstanceResult:
-        def failed(reason: str, syntax: str | None = None) -> InstanceResult:
+    @staticmethod
+    def _goes_as_stored(accepted: dict[str, dict[str, int]], item: SendItem) -> bool:
+        """True unless the instance must be converted for the peer (those are prepared only
+        when their turn comes, so that never two converted data sets are in memory)."""
+        choice = choose(accepted, item)
+        return choice is None or choice.as_stored
+
+    def _command(self, item: SendItem, message_id: int) -> bytes:
+        originator = self.move_originator
+        return encode_store_command(
+            message_id=message_id,
+            sop_class_uid=item.sop_class_uid,
+            sop_instance_uid=item.sop_instance_uid,
+            move_originator_ae=originator.ae_title if originator else None,
+            move_originator_message_id=originator.message_id if originator else None,
+        )
+
+    def _prepare(
+        self, accepted: dict[str, dict[str, int]], item: SendItem
+    ) -> _Ready | InstanceResult:
+        """The instance ready to go (prepared, its file open or its conversion done), or its
+        failure."""
+
+        def failed(reason: str) -> InstanceResult:
             return InstanceResult(
-                item.sop_instance_uid, item.sop_class_uid, Outcome.FAILURE, None, reason, syntax
+                item.sop_instance_uid, item.sop_class_uid, Outcome.FAILURE, None, reason
             )
 
         choice = choose(accepted, item)
@@ -370,67 +419,102 @@ class _Sender:
                 item = self.prepare(item, choice.as_stored)
             except KioskError as exc:
                 return failed(str(exc))
-        message_id = wire.next_message_id()
-        originator = self.move_originator
-        command = encode_store_command(
-            message_id=message_id,
-            sop_class_uid=item.sop_class_uid,
-            sop_instance_uid=item.sop_instance_uid,
-            move_originator_ae=originator.ae_title if originator else None,
-            move_originator_message_id=originator.message_id if originator else None,
-        )
+        deflated = choice.transfer_syntax_uid == DEFLATED_EXPLICIT_VR_LE
         if choice.as_stored and item.head is not None:
             try:
                 fh = item.path.open("rb")
             except OSError as exc:
                 return failed(f"its file cannot be read ({type(exc).__name__})")
-            with fh:
-                fh.seek(item.tail_offset)
-                size = len(item.head) + item.tail_length
-                deflated = choice.transfer_syntax_uid == DEFLATED_EXPLICIT_VR_LE
-                wire.send_file(
-                    choice.context_id,
-                    command,
-                    _HeadThenFile(item.head, fh, item.tail_length),
-                    size,
-                    pad_odd=deflated,
-                )
-        elif choice.as_stored:
+            fh.seek(item.tail_offset)
+            size = len(item.head) + item.tail_length
+            source = _HeadThenFile(item.head, fh, item.tail_length)
+            return _Ready(item, choice, size, source=source, file=fh, pad_odd=deflated)
+        if choice.as_stored:
             try:
                 fh = item.path.open("rb")
             except FileNotFoundError:
                 return failed("its file is missing from the store")
             except OSError as exc:
                 return failed(f"its file cannot be read ({type(exc).__name__})")
-            with fh:
-                try:
-                    offset = dataset_offset(fh, item.path)
-                except Exception as exc:  # pydicom raises many types on damaged files
-                    return failed(f"its file cannot be read ({type(exc).__name__})")
-                size = fh.seek(0, 2) - offset
-                fh.seek(offset)
-                deflated = choice.transfer_syntax_uid == DEFLATED_EXPLICIT_VR_LE
-                wire.send_file(choice.context_id, command, fh, size, pad_odd=deflated)
-        else:
-            if not item.path.is_file():
-                return failed("its file is missing from the store")
             try:
-                data = encode_for(item.path, choice.transfer_syntax_uid)
-            except ConversionError as exc:
-                return failed(f"cannot convert it for the peer: {exc}")
-            size = len(data)
-            wire.send_bytes(choice.context_id, command, data)
-        response = wire.receive(message_id)
-        self.summary.bytes_sent += size
+                offset = dataset_offset(fh, item.path)
+            except Exception as exc:  # pydicom raises many types on damaged files
+                fh.close()
+                return failed(f"its file cannot be read ({type(exc).__name__})")
+            size = fh.seek(0, 2) - offset
+            fh.seek(offset)
+            return _Ready(item, choice, size, source=fh, file=fh, pad_odd=deflated)
+        if not item.path.is_file():
+            return failed("its file is missing from the store")
+        try:
+            data = encode_for(item.path, choice.transfer_syntax_uid)
+        except ConversionError as exc:
+            return failed(f"cannot convert it for the peer: {exc}")
+        return _Ready(item, choice, len(data), encoded=data)
+
+
+class _Ready:
+    """One instance ready to be sent: its context, and its data set as an open file (from
+    where it starts) or as bytes (converted for the peer)."""
+
+    def __init__(
+        self,
+        item: SendItem,
+        choice: Choice,
+        size: int,
+        *,
+        source: Readable | None = None,
+        file: BinaryIO | None = None,
+        pad_odd: bool = False,
+        encoded: bytes | None = None,
+    ) -> None:
+        self.item = item
+        self.choice = choice
+        self.size = size
+        self._source = source
+        self._file = file
+        self._pad_odd = pad_odd
+        self._encoded = encoded
+
+    def __enter__(self) -> _Ready:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close its file (if any)."""
+        if self._file is not None:
+            self._file.close()
+
+    def transmit(self, wire: StoreWire, command: Callable[[SendItem, int], bytes]) -> int:
+        """Write the request; its Message ID."""
+        message_id = wire.next_message_id()
+        request = command(self.item, message_id)
+        context_id = self.choice.context_id
+        if self._encoded is not None:
+            wire.send_bytes(context_id, request, self._encoded)
+        else:
+            assert self._source is not None
+            wire.send_file(context_id, request, self._source, self.size, pad_odd=self._pad_odd)
+        return message_id
+
+    def result(self, response: StoreResponse) -> InstanceResult:
+        """The outcome, from the peer's response."""
         outcome = outcome_of(response.status)
         reason = "" if outcome is Outcome.SUCCESS else f"the peer answered 0x{response.status:04X}"
         return InstanceResult(
-            item.sop_instance_uid,
-            item.sop_class_uid,
+            self.item.sop_instance_uid,
+            self.item.sop_class_uid,
             outcome,
             response.status,
             reason,
-            choice.transfer_syntax_uid,
-            converted=not choice.as_stored,
+            self.choice.transfer_syntax_uid,
+            converted=not self.choice.as_stored,
             error_comment=response.error_comment,
         )
+
+
+def _close(ready: _Ready | InstanceResult | None) -> None:
+    if isinstance(ready, _Ready):
+        ready.close()

@@ -243,7 +243,7 @@ class Forwarder:
                 node,
                 todo,
                 on_result=on_result,
-                should_stop=lambda: ctx.store.is_cancel_requested(job.id),
+                should_stop=ctx.cancel_requested,
                 prepare=preparer,
             )
         except AssociationFailedError as exc:

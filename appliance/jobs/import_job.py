@@ -204,7 +204,7 @@ class ImportHandler:
                 credentials,
                 on_staging=staging,
                 on_scan=scanning,
-                should_stop=lambda: ctx.store.is_cancel_requested(job.id),
+                should_stop=ctx.cancel_requested,
             )
         except ImporterError as exc:
             raise JobError(f"cannot read {request.source}: {exc}") from None

@@ -112,9 +112,6 @@ class RetrieveHandler:
             total = counts.done + (counts.remaining or 0)
             ctx.progress("retrieving", done_files=counts.done, total_files=total)
 
-        def should_cancel() -> bool:
-            return ctx.store.is_cancel_requested(job.id)
-
         ctx.progress("retrieving")
         try:
             result = move(
@@ -124,7 +121,7 @@ class RetrieveHandler:
                 request.study_uid,
                 request.series_uid,
                 on_progress=on_progress,
-                should_cancel=should_cancel,
+                should_cancel=ctx.cancel_requested,
             )
         except AssociationFailedError as exc:
             raise JobError(str(exc), retryable=exc.transient) from None

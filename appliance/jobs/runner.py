@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 PROGRESS_INTERVAL = 0.5
 """Seconds between progress writes (a phase change is written at once)."""
 
+CANCEL_POLL_SECONDS = 0.1
+"""`JobContext.cancel_requested` asks the database at most this often."""
+
 IDLE_CHECK_SECONDS = 0.02
 """How often the job database is looked at for commits of other processes (a shared-memory
 read, done by one thread per database for all the runners of the process)."""
@@ -40,6 +43,8 @@ class JobContext:
         self.job = job
         self._progress = Progress()
         self._last_write = 0.0
+        self._cancel_asked = float("-inf")
+        self._cancelled = False
 
     def progress(
         self,
@@ -67,6 +72,16 @@ class JobContext:
         if phase_changed or now - self._last_write >= PROGRESS_INTERVAL:
             self._last_write = now
             self.store.set_progress(self.job.id, p)
+
+    def cancel_requested(self) -> bool:
+        """Whether the operator cancelled the job, for loops that ask per item (e.g. a send's
+        `should_stop`): the database is asked at most every CANCEL_POLL_SECONDS, as a query
+        costs more than sending a small instance, and a cancel still takes effect at once."""
+        now = time.monotonic()
+        if not self._cancelled and now - self._cancel_asked >= CANCEL_POLL_SECONDS:
+            self._cancel_asked = now
+            self._cancelled = self.store.is_cancel_requested(self.job.id)
+        return self._cancelled
 
     def check_cancelled(self) -> None:
         """Raise JobCancelled if the operator cancelled the job (call at safe points)."""

@@ -126,12 +126,9 @@ class SendHandler:
             done += 1
             ctx.progress("sending", done_files=done, total_files=total)
 
-        def should_stop() -> bool:
-            return ctx.store.is_cancel_requested(job.id)
-
         try:
             summary = send_instances(
-                self.config, node, todo, on_result=on_result, should_stop=should_stop
+                self.config, node, todo, on_result=on_result, should_stop=ctx.cancel_requested
             )
         except AssociationFailedError as exc:
             raise JobError(str(exc), retryable=exc.transient) from None
