@@ -374,10 +374,11 @@ class BurnHandler:
         )
         # The image's digest and its content (every file's digest and SOP Instance UID,
         # decrypted on a secure disc) are computed and checked once per disc, while the drive
-        # writes the first copy; each copy then proves by its read-back digest that it holds
-        # exactly this image.
+        # writes the first copy; each copy then proves by its read-back that it holds exactly
+        # this image.
         content_check: Future[None] | None = None
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify") as pool:
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify")
+        try:
             image_digest = pool.submit(_image_sha256, image.path)
             if options.verify:
                 content_check = pool.submit(
@@ -413,6 +414,10 @@ class BurnHandler:
                     content_check,
                     release_image if copy == options.copies else None,
                 )
+        finally:
+            # Not waiting: what may still run is the deletion of the checked image (freeing
+            # a large file takes the file system a while), which need not delay the job.
+            pool.shutdown(wait=False)
 
     @staticmethod
     def _verify_content(
