@@ -106,7 +106,7 @@ def plan_print(
     """Resolve the request against its printer and the store; PrintRequestError when the
     printer, an option or a UID is unknown, or the job would need too many films."""
     printer = printer_config(config, request.printer)
-    options = resolve_options(request.printer, printer, request.choices())
+    options = resolve_options(request.printer, printer, request.choices)
     path = config.paths.index_file
     if not path.exists():
         raise PrintRequestError("the store is empty")

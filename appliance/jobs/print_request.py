@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from appliance.config import KioskConfig
@@ -38,49 +38,25 @@ class PrintRequest:
     """A print job as submitted (JSON-safe: stored in the job's params; no patient data).
 
     `uids` may mix Study, Series and SOP Instance UIDs; images print in the order given (a
-    study or series in series and instance number order).
+    study or series in series and instance number order). The params hold `printer`, `uids`
+    and the fields of `choices` side by side.
     """
 
     printer: str
     uids: list[str]
-    display_format: str | None = None
-    film_size: str | None = None
-    orientation: str | None = None
-    copies: int = 1
-    medium_type: str | None = None
-    destination: str | None = None
-    priority: str | None = None
-    magnification: str | None = None
-    polarity: str | None = None
-    window: str | None = None
-    frames: str | None = None
-    label: str = ""
+    choices: PrintChoices = field(default_factory=PrintChoices)
+    """What the operator chose for this job (None fields: the printer's defaults)."""
 
     def to_params(self) -> dict[str, Any]:
         """The job params."""
-        return asdict(self)
+        return {"printer": self.printer, "uids": list(self.uids), **asdict(self.choices)}
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> PrintRequest:
         """Inverse of to_params (unknown keys refused)."""
+        values = dict(params)
         try:
-            return cls(**params)
-        except TypeError as exc:
+            printer, uids = values.pop("printer"), values.pop("uids")
+            return cls(printer, uids, PrintChoices(**values))
+        except (KeyError, TypeError) as exc:
             raise PrintRequestError(f"bad print job parameters: {exc}") from None
-
-    def choices(self) -> PrintChoices:
-        """The per-job choices, for `printing.options.resolve_options`."""
-        return PrintChoices(
-            display_format=self.display_format,
-            film_size=self.film_size,
-            orientation=self.orientation,
-            copies=self.copies,
-            medium_type=self.medium_type,
-            destination=self.destination,
-            priority=self.priority,
-            magnification=self.magnification,
-            polarity=self.polarity,
-            window=self.window,
-            frames=self.frames,
-            label=self.label,
-        )

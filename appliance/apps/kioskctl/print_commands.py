@@ -12,6 +12,7 @@ from typing import Any
 
 from appliance.control import Control
 from appliance.jobs.print_request import PrintRequest
+from appliance.printing.options import PrintChoices
 
 EXIT_OK, EXIT_FAILED = 0, 1
 
@@ -39,9 +40,7 @@ def _print_job(job: dict[str, Any], as_json: bool) -> None:
 
 
 def _request(args: argparse.Namespace) -> PrintRequest:
-    return PrintRequest(
-        printer=args.printer,
-        uids=list(args.uids),
+    choices = PrintChoices(
         display_format=args.format,
         film_size=args.size,
         orientation=args.orientation,
@@ -55,6 +54,7 @@ def _request(args: argparse.Namespace) -> PrintRequest:
         frames=args.frames,
         label=args.label,
     )
+    return PrintRequest(printer=args.printer, uids=list(args.uids), choices=choices)
 
 
 def cmd_print(control: Control, args: argparse.Namespace) -> int:
