@@ -129,12 +129,16 @@ class Catalog:
         )
 
 
+Values = Dataset | Mapping[str, Any]
+"""A directory record's keys: the record read from a DICOMDIR, or a planned record's values."""
+
+
 def _code(value: str) -> str:
     # DICOMDIR values are untrusted; codes printed in the README keep only CS characters.
     return _CODE.sub("", value.upper()).strip()
 
 
-def _text(ds: Dataset | Mapping[str, Any], keyword: str) -> str:
+def _text(ds: Values, keyword: str) -> str:
     """A string attribute as text ('' when absent or empty); multiple values joined by '\\'."""
     value = ds.get(keyword)
     if value is None:
@@ -144,7 +148,7 @@ def _text(ds: Dataset | Mapping[str, Any], keyword: str) -> str:
     return str(value).strip()
 
 
-def _int(ds: Dataset | Mapping[str, Any], keyword: str) -> int | None:
+def _int(ds: Values, keyword: str) -> int | None:
     # IS values from foreign writers may be malformed: a bad number is treated as absent.
     try:
         value = ds.get(keyword)
@@ -261,35 +265,19 @@ def read_catalog(root: Path, external: Mapping[str, Path] | None = None) -> Cata
 def _patient(
     records: _Records, record: Dataset, root: Path, external: Mapping[str, Path] | None
 ) -> PatientEntry:
-    studies = sorted(
-        (_study(records, child, root, external) for child in records.children(record, "STUDY")),
-        key=lambda s: (s.date, s.time),
-    )
-    return PatientEntry(
-        name=_text(record, "PatientName"),
-        patient_id=_text(record, "PatientID"),
-        birth_date=_text(record, "PatientBirthDate"),
-        sex=_text(record, "PatientSex"),
-        studies=tuple(studies),
-    )
+    studies = [
+        _study(records, child, root, external) for child in records.children(record, "STUDY")
+    ]
+    return _patient_entry(record, studies)
 
 
 def _study(
     records: _Records, record: Dataset, root: Path, external: Mapping[str, Path] | None
 ) -> StudyEntry:
-    series = sorted(
-        (_series(records, child, root, external) for child in records.children(record, "SERIES")),
-        key=lambda s: (s.number is None, s.number or 0),
-    )
-    return StudyEntry(
-        uid=_text(record, "StudyInstanceUID"),
-        date=_text(record, "StudyDate"),
-        time=_text(record, "StudyTime"),
-        description=_text(record, "StudyDescription"),
-        accession_number=_text(record, "AccessionNumber"),
-        study_id=_text(record, "StudyID"),
-        series=tuple(series),
-    )
+    series = [
+        _series(records, child, root, external) for child in records.children(record, "SERIES")
+    ]
+    return _study_entry(record, series)
 
 
 def _series(
@@ -310,12 +298,44 @@ def _series(
                 instance_number=_int(child, "InstanceNumber"),
             )
         )
+    return _series_entry(record, instances)
+
+
+# -- one record's entry, whichever way its values were found -----------------------------------
+
+
+def _patient_entry(values: Values, studies: list[StudyEntry]) -> PatientEntry:
+    """A patient with its studies in date and time order."""
+    return PatientEntry(
+        name=_text(values, "PatientName"),
+        patient_id=_text(values, "PatientID"),
+        birth_date=_text(values, "PatientBirthDate"),
+        sex=_text(values, "PatientSex"),
+        studies=tuple(sorted(studies, key=lambda s: (s.date, s.time))),
+    )
+
+
+def _study_entry(values: Values, series: list[SeriesEntry]) -> StudyEntry:
+    """A study with its series in series number order (unnumbered ones last)."""
+    return StudyEntry(
+        uid=_text(values, "StudyInstanceUID"),
+        date=_text(values, "StudyDate"),
+        time=_text(values, "StudyTime"),
+        description=_text(values, "StudyDescription"),
+        accession_number=_text(values, "AccessionNumber"),
+        study_id=_text(values, "StudyID"),
+        series=tuple(sorted(series, key=lambda s: (s.number is None, s.number or 0))),
+    )
+
+
+def _series_entry(values: Values, instances: list[InstanceEntry]) -> SeriesEntry:
+    """A series with its instances in instance number order."""
     # Stable sort: instances without a number keep their DICOMDIR order, after numbered ones.
     instances.sort(key=lambda i: (i.instance_number is None, i.instance_number or 0))
     return SeriesEntry(
-        uid=_text(record, "SeriesInstanceUID"),
-        modality=_text(record, "Modality"),
-        number=_int(record, "SeriesNumber"),
+        uid=_text(values, "SeriesInstanceUID"),
+        modality=_text(values, "Modality"),
+        number=_int(values, "SeriesNumber"),
         instances=tuple(instances),
     )
 
@@ -347,35 +367,15 @@ def _values(node: Node) -> dict[str, Any]:
 
 
 def _planned_patient(node: Node, root: Path, external: Mapping[str, Path]) -> PatientEntry:
-    values = _values(node)
-    studies = sorted(
-        (_planned_study(c, root, external) for c in node.children if c.record_type == "STUDY"),
-        key=lambda s: (s.date, s.time),
-    )
-    return PatientEntry(
-        name=_text(values, "PatientName"),
-        patient_id=_text(values, "PatientID"),
-        birth_date=_text(values, "PatientBirthDate"),
-        sex=_text(values, "PatientSex"),
-        studies=tuple(studies),
-    )
+    studies = [_planned_study(c, root, external) for c in node.children if c.record_type == "STUDY"]
+    return _patient_entry(_values(node), studies)
 
 
 def _planned_study(node: Node, root: Path, external: Mapping[str, Path]) -> StudyEntry:
-    values = _values(node)
-    series = sorted(
-        (_planned_series(c, root, external) for c in node.children if c.record_type == "SERIES"),
-        key=lambda s: (s.number is None, s.number or 0),
-    )
-    return StudyEntry(
-        uid=_text(values, "StudyInstanceUID"),
-        date=_text(values, "StudyDate"),
-        time=_text(values, "StudyTime"),
-        description=_text(values, "StudyDescription"),
-        accession_number=_text(values, "AccessionNumber"),
-        study_id=_text(values, "StudyID"),
-        series=tuple(series),
-    )
+    series = [
+        _planned_series(c, root, external) for c in node.children if c.record_type == "SERIES"
+    ]
+    return _study_entry(_values(node), series)
 
 
 def _planned_series(node: Node, root: Path, external: Mapping[str, Path]) -> SeriesEntry:
@@ -395,11 +395,4 @@ def _planned_series(node: Node, root: Path, external: Mapping[str, Path]) -> Ser
                 instance_number=_int(_values(child), "InstanceNumber"),
             )
         )
-    instances.sort(key=lambda i: (i.instance_number is None, i.instance_number or 0))
-    values = _values(node)
-    return SeriesEntry(
-        uid=_text(values, "SeriesInstanceUID"),
-        modality=_text(values, "Modality"),
-        number=_int(values, "SeriesNumber"),
-        instances=tuple(instances),
-    )
+    return _series_entry(_values(node), instances)
