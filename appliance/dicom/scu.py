@@ -6,7 +6,6 @@ import time
 from dataclasses import dataclass
 
 from appliance.config import KioskConfig, NodeConfig
-from appliance.dicom.scu_reactor import keep_responses
 from appliance.dicom.server import configure_ae
 from appliance.dicom.sop_classes import VERIFICATION
 from appliance.errors import DicomNetworkError
@@ -33,7 +32,6 @@ def echo(config: KioskConfig, node: NodeConfig) -> EchoResult:
             f"no association with {node.ae_title} at {node.host}:{node.port} "
             "(unreachable, aborted or timed out)"
         )
-    keep_responses(assoc)
     try:
         response = assoc.send_c_echo()
     finally:

@@ -10,16 +10,19 @@ waits the whole DIMSE timeout for an answer that came, and the job fails or retr
 busy machine and a fast peer, but both are what a kiosk has (found by a test with 100
 simultaneous associations on two loaded cores).
 
-`keep_responses(assoc)` makes such a reactor put a response back while a sender has paused it:
-the reactor then stops at the cleared checkpoint, so the response it put back is the one the
-sender reads next.
+`ResponseKeepingAE` (what `server.configure_ae` builds) gives every association it requests
+a reactor that puts such a response back while a sender has paused it: the reactor then stops
+at the cleared checkpoint, so the response it put back is the one the sender reads next.
 """
 
 from __future__ import annotations
 
+from ssl import SSLContext
 from typing import Any
 
+from pynetdicom import AE
 from pynetdicom.association import Association
+from pynetdicom.transport import AddressInformation, AssociationSocket
 
 
 class ResponseKeepingAssociation(Association):
@@ -31,6 +34,20 @@ class ResponseKeepingAssociation(Association):
             self.dimse.msg_queue.put((context_id, msg))
             return
         super()._serve_request(msg, context_id)
+
+
+class ResponseKeepingAE(AE):
+    """An AE whose requested associations get the response-keeping reactor."""
+
+    def _create_socket(
+        self,
+        assoc: Association,
+        address: AddressInformation,
+        tls_args: tuple[SSLContext, str] | None,
+    ) -> AssociationSocket:
+        # pynetdicom calls this once per requested association, before its threads start.
+        keep_responses(assoc)
+        return super()._create_socket(assoc, address, tls_args)
 
 
 def keep_responses(assoc: Association) -> None:

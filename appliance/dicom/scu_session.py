@@ -11,7 +11,6 @@ from typing import Any
 from pynetdicom.association import Association
 
 from appliance.config import KioskConfig, NodeConfig
-from appliance.dicom.scu_reactor import keep_responses
 from appliance.dicom.server import configure_ae
 from appliance.errors import DicomNetworkError
 
@@ -83,7 +82,6 @@ def associated(
             transient=True,
         )
     set_nodelay(assoc)
-    keep_responses(assoc)
     try:
         yield assoc
     finally:

@@ -5,8 +5,8 @@ response we wait for arrives up to a millisecond late; over a study of hundreds 
 that is a large share of the time. The listener already runs its associations on
 `streaming.WakingDUL` (select() on the socket and a wake-up pipe); `WakingAE` gives the
 associations it requests the same reactor, and sets TCP_NODELAY before connecting so that no
-small PDU waits for the peer's delayed ACK. Its reactor keeps DIMSE responses for a paused
-sender (`scu_reactor`).
+small PDU waits for the peer's delayed ACK. Like every AE of ours, it keeps DIMSE responses
+for a paused sender (`scu_reactor`).
 
     ae = configure_ae(config, ae_class=WakingAE)
     assoc = ae.associate(host, port, ae_title=...)
@@ -19,15 +19,14 @@ import socket
 from ssl import SSLContext
 from typing import cast
 
-from pynetdicom import AE
 from pynetdicom.association import Association
 from pynetdicom.transport import AddressInformation, AssociationSocket
 
-from appliance.dicom.scu_reactor import keep_responses
+from appliance.dicom.scu_reactor import ResponseKeepingAE
 from appliance.dicom.streaming import WakingDUL
 
 
-class WakingAE(AE):
+class WakingAE(ResponseKeepingAE):
     """An AE whose requested associations use `WakingDUL` and TCP_NODELAY."""
 
     def _create_socket(
@@ -45,5 +44,4 @@ class WakingAE(AE):
                 raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         assoc.dul.__class__ = WakingDUL
         cast(WakingDUL, assoc.dul).install_wakeup()
-        keep_responses(assoc)
         return sock

@@ -12,6 +12,7 @@ from pynetdicom.presentation import PresentationContext, build_context
 
 from appliance.config import KioskConfig
 from appliance.dicom.handlers import StorageHandlers
+from appliance.dicom.scu_reactor import ResponseKeepingAE
 from appliance.dicom.services import ScpService
 from appliance.dicom.sop_classes import VERIFICATION, register_storage_classes, storage_sop_classes
 from appliance.dicom.streaming import StreamingAssociationServer
@@ -54,10 +55,11 @@ def scp_contexts(transfer_syntaxes: list[str]) -> list[PresentationContext]:
     return list(contexts)
 
 
-def configure_ae(config: KioskConfig, ae_class: type[AE] = AE) -> AE:
+def configure_ae(config: KioskConfig, ae_class: type[AE] = ResponseKeepingAE) -> AE:
     """An AE with our identity, limits and timeouts (used by the SCP and the SCUs).
 
-    `ae_class` lets an SCU use an AE subclass (e.g. `scu_transport.WakingAE`).
+    The associations it requests never lose a response to their own reactor (`scu_reactor`).
+    `ae_class` lets an SCU use a subclass of it (e.g. `scu_transport.WakingAE`).
     """
     dicom = config.dicom
     ae = ae_class(ae_title=dicom.ae_title)

@@ -22,7 +22,6 @@ from pynetdicom.association import Association
 
 from appliance.config import KioskConfig
 from appliance.config.schema import PrinterConfig
-from appliance.dicom.scu_reactor import keep_responses
 from appliance.dicom.scu_session import set_nodelay
 from appliance.dicom.server import configure_ae
 from appliance.printing.errors import (
@@ -187,7 +186,6 @@ class PrintSession:
                 f"printers.{self.name}.color"
             )
         set_nodelay(assoc)
-        keep_responses(assoc)
         self._assoc = assoc
         log.info("print association with %s opened (%s)", self.where, _META_NAMES[self.meta])
 
