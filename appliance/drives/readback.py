@@ -1,9 +1,8 @@
-"""Read the first bytes of a written disc (a device or an image file) sequentially, and the two
-ways of checking them: their SHA-256, or a byte-for-byte comparison with the built image."""
+"""Read the first bytes of a written disc (a device or an image file) sequentially, and compare
+them byte for byte with the built image (`OpticalDrive` hashes them when it has no image)."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -57,15 +56,6 @@ def read_prefix(
         ) from exc
     if progress is not None and size == 0:
         progress(0, 0)
-
-
-def sha256_of_prefix(
-    source: Path, size: int, *, drive: str, progress: ProgressCallback | None = None
-) -> str:
-    """SHA-256 of the first `size` bytes of `source` (see `read_prefix` for the errors)."""
-    digest = hashlib.sha256()
-    read_prefix(source, size, digest.update, drive=drive, progress=progress)
-    return digest.hexdigest()
 
 
 class ImageComparison:
