@@ -11,12 +11,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from appliance.apps.kioskctl.job_output import (
+    EXIT_OK,
+    add_wait_options,
+    finish_job,
+    print_job,
+)
 from appliance.control import Control
 from appliance.errors import KioskError
 from appliance.importer.reconcile import IDENTITY_KEYS
 from appliance.jobs.import_request import ImportRequest, PatientDecision, ReconcileMethod
-
-EXIT_OK, EXIT_FAILED = 0, 1
 
 _BY_KEYWORD = {
     "PatientName": "patient_name",
@@ -66,8 +70,6 @@ def _describe_patient(patient: dict[str, Any]) -> str:
 
 def print_import(job: dict[str, Any], as_json: bool) -> None:
     """An import job: the usual job lines, then what the disc holds and what is asked."""
-    from appliance.apps.kioskctl.main import print_job
-
     print_job(job, as_json)
     if as_json:
         return
@@ -96,15 +98,6 @@ def print_import(job: dict[str, Any], as_json: bool) -> None:
             print(f"    {entry['question']}")
 
 
-def _finish(control: Control, job: dict[str, Any], args: argparse.Namespace) -> int:
-    if args.wait:
-        job = control.wait_job(job["id"], args.timeout)
-    print_import(job, args.json)
-    if not args.wait:
-        return EXIT_OK
-    return EXIT_FAILED if job["state"] in ("failed", "cancelled") else EXIT_OK
-
-
 def cmd_import(control: Control, args: argparse.Namespace) -> int:
     """Queue the import of a disc device, ISO image or folder."""
     reconcile: ReconcileMethod | None = None
@@ -128,7 +121,7 @@ def cmd_import(control: Control, args: argparse.Namespace) -> int:
         secret_ref=_password(control, args),
         decided_by="kioskctl",
     )
-    return _finish(control, control.submit_import(request), args)
+    return finish_job(control, control.submit_import(request), args, print_import)
 
 
 def cmd_reconcile(control: Control, args: argparse.Namespace) -> int:
@@ -151,7 +144,9 @@ def cmd_reconcile(control: Control, args: argparse.Namespace) -> int:
         decision = PatientDecision(args.patient, "skip", source="disc", decided_by=args.by)
     else:
         decision = PatientDecision(args.patient, "keep", source="disc", decided_by=args.by)
-    return _finish(control, control.reconcile_import(args.job, [decision], args.dest), args)
+    return finish_job(
+        control, control.reconcile_import(args.job, [decision], args.dest), args, print_import
+    )
 
 
 def cmd_disc_scan(control: Control, args: argparse.Namespace) -> int:
@@ -183,13 +178,6 @@ def cmd_disc_scan(control: Control, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _add_wait(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--wait", action="store_true", help="block until the job ends or waits")
-    parser.add_argument(
-        "--timeout", type=float, default=24 * 3600, help="seconds --wait blocks at most"
-    )
-
-
 def register(sub: Any) -> None:
     """Add import, reconcile and disc scan to kioskctl's subparsers."""
     imp = sub.add_parser("import", help="queue the import of a disc, ISO image or folder")
@@ -217,7 +205,7 @@ def register(sub: Any) -> None:
     imp.add_argument(
         "--password-stdin", action="store_true", help="password of an encrypted disc on stdin"
     )
-    _add_wait(imp)
+    add_wait_options(imp, until="the job ends or waits")
     imp.set_defaults(func=cmd_import)
 
     rec = sub.add_parser("reconcile", help="say whose the instances of a disc patient are")
@@ -230,7 +218,7 @@ def register(sub: Any) -> None:
     what.add_argument("--skip", action="store_true", help="leave this patient out")
     rec.add_argument("--by", default="clerk", help="who decided (recorded in the job)")
     rec.add_argument("--dest", help="node to forward to (when the job has none yet)")
-    _add_wait(rec)
+    add_wait_options(rec, until="the job ends or waits")
     rec.set_defaults(func=cmd_reconcile)
 
     disc = sub.add_parser("disc", help="look at a disc without importing it")

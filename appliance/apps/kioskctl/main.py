@@ -13,12 +13,19 @@ from pathlib import Path
 from typing import Any
 
 from appliance import __version__
+from appliance.apps.kioskctl.job_output import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    add_wait_options,
+    exit_for,
+    finish_job,
+    print_job,
+)
 from appliance.config import load_config
 from appliance.control import Control
 from appliance.errors import ConfigError, KioskError
 from appliance.jobs.burn_request import BurnRequest
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def _size(n: int) -> str:
@@ -115,27 +122,6 @@ def cmd_status(control: Control, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def print_job(job: dict[str, Any], as_json: bool) -> None:
-    """One job, as JSON or as a few human lines."""
-    if as_json:
-        print(json.dumps(job))
-        return
-    progress = job["progress"]
-    line = f"job {job['id']} {job['kind']}: {job['state']}"
-    if job["state"] == "running" and progress["phase"]:
-        line += f" ({progress['phase']}, {progress['fraction'] * 100:.0f} %)"
-    print(line)
-    if job["error"]:
-        print(f"  error: {job['error']}")
-    if job["attempts"]:
-        print(f"  attempts: {job['attempts']} of {job['max_attempts']}")
-
-
-def exit_for(job: dict[str, Any]) -> int:
-    """0 unless the job ended badly."""
-    return EXIT_FAILED if job["state"] in ("failed", "cancelled") else EXIT_OK
-
-
 def cmd_jobs(control: Control, args: argparse.Namespace) -> int:
     """List recent jobs."""
     jobs = control.jobs(limit=args.limit)
@@ -168,11 +154,7 @@ def cmd_cancel(control: Control, args: argparse.Namespace) -> int:
 
 def cmd_retry(control: Control, args: argparse.Namespace) -> int:
     """Queue a failed or cancelled job again."""
-    job = control.retry_job(args.id)
-    if args.wait:
-        job = control.wait_job(args.id, args.timeout)
-    print_job(job, args.json)
-    return exit_for(job) if args.wait else EXIT_OK
+    return finish_job(control, control.retry_job(args.id), args)
 
 
 def _key_values(pairs: list[str], what: str) -> dict[str, str]:
@@ -206,11 +188,7 @@ def cmd_burn(control: Control, args: argparse.Namespace) -> int:
         if args.password_stdin
         else None,
     )
-    job = control.submit_burn(request)
-    if args.wait:
-        job = control.wait_job(job["id"], args.timeout)
-    print_job(job, args.json)
-    return exit_for(job) if args.wait else EXIT_OK
+    return finish_job(control, control.submit_burn(request), args)
 
 
 def cmd_decrypt(control: Control, args: argparse.Namespace) -> int:
@@ -242,13 +220,6 @@ def cmd_drives(control: Control, args: argparse.Namespace) -> int:
         job = f"running job {d['running_job']}" if d["running_job"] else "idle"
         print(f"{d['name']:<12} {d['kind']:<9} {where}  {job}")
     return EXIT_OK
-
-
-def _add_wait(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--wait", action="store_true", help="block until the job ends")
-    parser.add_argument(
-        "--timeout", type=float, default=24 * 3600, help="seconds --wait blocks at most"
-    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -314,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="CERT_NAME",
         help="certificate from [security.recipients] that can open the disc",
     )
-    _add_wait(burn)
+    add_wait_options(burn)
     burn.set_defaults(func=cmd_burn)
     sub.add_parser("drives", help="list drives").set_defaults(func=cmd_drives)
     decrypt = sub.add_parser("decrypt", help="open a Secure DICOM File with a password")
@@ -331,14 +302,14 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.set_defaults(func=cmd_jobs)
     job = sub.add_parser("job", help="show one job")
     job.add_argument("id", type=int)
-    _add_wait(job)
+    add_wait_options(job)
     job.set_defaults(func=cmd_job)
     cancel = sub.add_parser("cancel", help="cancel a job")
     cancel.add_argument("id", type=int)
     cancel.set_defaults(func=cmd_cancel)
     retry = sub.add_parser("retry", help="queue a failed or cancelled job again")
     retry.add_argument("id", type=int)
-    _add_wait(retry)
+    add_wait_options(retry)
     retry.set_defaults(func=cmd_retry)
     from appliance.apps.kioskctl.network_commands import register as register_network
 

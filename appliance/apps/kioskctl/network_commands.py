@@ -9,29 +9,14 @@ import argparse
 import json
 from typing import Any
 
+from appliance.apps.kioskctl.job_output import (
+    EXIT_OK,
+    add_wait_options,
+    finish_job,
+)
 from appliance.control import Control
 from appliance.errors import KioskError
 from appliance.jobs.send_request import SendRequest
-
-EXIT_OK, EXIT_FAILED = 0, 1
-
-
-def _print_job(job: dict[str, Any], as_json: bool) -> None:
-    # Imported here: main imports this module while building its parser.
-    from appliance.apps.kioskctl.main import print_job
-
-    print_job(job, as_json)
-
-
-def _job_exit(job: dict[str, Any]) -> int:
-    return EXIT_FAILED if job["state"] in ("failed", "cancelled") else EXIT_OK
-
-
-def _finish(control: Control, job: dict[str, Any], args: argparse.Namespace) -> int:
-    if args.wait:
-        job = control.wait_job(job["id"], args.timeout)
-    _print_job(job, args.json)
-    return _job_exit(job) if args.wait else EXIT_OK
 
 
 def parse_keys(pairs: list[str]) -> dict[str, str]:
@@ -111,7 +96,7 @@ def cmd_find(control: Control, args: argparse.Namespace) -> int:
 def cmd_retrieve(control: Control, args: argparse.Namespace) -> int:
     """Queue a retrieve job (C-MOVE of a study or series to this kiosk)."""
     job = control.submit_retrieve(args.node, args.study_uid, args.series_uid)
-    return _finish(control, job, args)
+    return finish_job(control, job, args)
 
 
 def cmd_send(control: Control, args: argparse.Namespace) -> int:
@@ -124,7 +109,7 @@ def cmd_send(control: Control, args: argparse.Namespace) -> int:
         commit=args.commit,
     )
     job = control.submit_send(request)
-    return _finish(control, job, args)
+    return finish_job(control, job, args)
 
 
 def cmd_lock(control: Control, args: argparse.Namespace) -> int:
@@ -135,13 +120,6 @@ def cmd_lock(control: Control, args: argparse.Namespace) -> int:
     else:
         print(f"study {args.study_uid}: {'locked' if args.lock else 'unlocked'}")
     return EXIT_OK
-
-
-def _add_wait(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--wait", action="store_true", help="block until the job ends")
-    parser.add_argument(
-        "--timeout", type=float, default=24 * 3600, help="seconds --wait blocks at most"
-    )
 
 
 def register(sub: Any) -> None:
@@ -158,7 +136,7 @@ def register(sub: Any) -> None:
     retrieve.add_argument("node", help="node name from [nodes.NAME]")
     retrieve.add_argument("study_uid", metavar="STUDY_UID")
     retrieve.add_argument("series_uid", nargs="?", metavar="SERIES_UID")
-    _add_wait(retrieve)
+    add_wait_options(retrieve)
     retrieve.set_defaults(func=cmd_retrieve)
 
     send = sub.add_parser("send", help="queue a send of local studies to a node")
@@ -169,7 +147,7 @@ def register(sub: Any) -> None:
     send.add_argument(
         "--commit", action="store_true", help="request storage commitment and wait for it"
     )
-    _add_wait(send)
+    add_wait_options(send)
     send.set_defaults(func=cmd_send)
 
     for name, locked, text in (

@@ -10,17 +10,20 @@ import json
 from pathlib import Path
 from typing import Any
 
+from appliance.apps.kioskctl.job_output import (
+    EXIT_FAILED,
+    EXIT_OK,
+    add_wait_options,
+    finish_job,
+    print_job,
+)
 from appliance.control import Control
 from appliance.jobs.print_request import PrintRequest
 from appliance.printing.options import PrintChoices
 
-EXIT_OK, EXIT_FAILED = 0, 1
-
 
 def _print_job(job: dict[str, Any], as_json: bool) -> None:
-    # Imported here: main imports this module while building its parser.
-    from appliance.apps.kioskctl.main import print_job
-
+    """A print job: the usual job lines, then its films and the printer's status."""
     print_job(job, as_json)
     if as_json:
         return
@@ -76,13 +79,7 @@ def cmd_print(control: Control, args: argparse.Namespace) -> int:
         if preview["skipped"]:
             print(f"  left out (no image): {len(preview['skipped'])} object(s)")
         return EXIT_OK
-    job = control.submit_print(request)
-    if args.wait:
-        job = control.wait_job(job["id"], args.timeout)
-    _print_job(job, args.json)
-    if args.wait:
-        return EXIT_FAILED if job["state"] in ("failed", "cancelled") else EXIT_OK
-    return EXIT_OK
+    return finish_job(control, control.submit_print(request), args, _print_job)
 
 
 def cmd_printer(control: Control, args: argparse.Namespace) -> int:
@@ -146,10 +143,7 @@ def register(sub: Any) -> None:
         metavar="DIR",
         help="write each film as a PNG into DIR instead of printing",
     )
-    printer.add_argument("--wait", action="store_true", help="block until the job ends")
-    printer.add_argument(
-        "--timeout", type=float, default=24 * 3600, help="seconds --wait blocks at most"
-    )
+    add_wait_options(printer)
     _json_flag(printer)
     printer.set_defaults(func=cmd_print)
 
