@@ -97,6 +97,17 @@ def _cell(text: str) -> str:
     return " ".join(text.split()).replace("|", "\\|")
 
 
+CONTEXT_HEADER = (
+    "Abstract Syntax",
+    "SOP Class UID",
+    "Transfer Syntax Name",
+    "Transfer Syntax UID",
+    "Role",
+    "Extended Negotiation",
+)
+"""The columns of every presentation context table (the row providers give rows in this order)."""
+
+
 def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     """A markdown table (no trailing newline)."""
     lines = [
@@ -151,15 +162,7 @@ def verification_scu_transfer_syntaxes() -> list[str]:
 def _verification_table(uids: Iterable[str], role: str) -> str:
     table = supported_syntaxes()
     rows = [("Verification", VERIFICATION, table[uid].name, uid, role, "None") for uid in uids]
-    header = (
-        "Abstract Syntax",
-        "SOP Class UID",
-        "Transfer Syntax Name",
-        "Transfer Syntax UID",
-        "Role",
-        "Extended Negotiation",
-    )
-    return _table(header, rows)
+    return _table(CONTEXT_HEADER, rows)
 
 
 def verification_scp_table() -> str:
@@ -257,7 +260,7 @@ def dicomdir_record_types_table() -> str:
 
 def print_scu_contexts_table() -> str:
     """The presentation contexts a print job proposes (its printer's meta SOP class only)."""
-    return _table(print_conformance.CONTEXT_HEADER, print_conformance.context_rows())
+    return _table(CONTEXT_HEADER, print_conformance.context_rows())
 
 
 def print_statuses_table() -> str:
@@ -267,7 +270,7 @@ def print_statuses_table() -> str:
 
 def qr_scp_contexts_table() -> str:
     """The Q/R presentation contexts the listener accepts."""
-    return _table(qr_conformance.CONTEXT_HEADER, qr_conformance.scp_context_rows())
+    return _table(CONTEXT_HEADER, qr_conformance.scp_context_rows())
 
 
 def qr_scp_keys_table() -> str:
@@ -287,7 +290,7 @@ def storage_scu_fallback_table() -> str:
 
 def mwl_scu_contexts_table() -> str:
     """The presentation contexts a Modality Worklist query proposes."""
-    return _table(mwl_conformance.CONTEXT_HEADER, mwl_conformance.context_rows())
+    return _table(CONTEXT_HEADER, mwl_conformance.context_rows())
 
 
 def mwl_scu_keys_table() -> str:

@@ -10,9 +10,8 @@ from pydicom.datadict import dictionary_description, tag_for_keyword
 from pydicom.uid import UID
 
 from appliance.dicom.mwl_scu import KEYS, PROPOSED_CONTEXTS
-from appliance.dicom.qr_conformance import CONTEXT_HEADER
 
-__all__ = ["CONTEXT_HEADER", "KEY_HEADER", "context_rows", "key_rows"]
+__all__ = ["KEY_HEADER", "context_rows", "key_rows"]
 
 KEY_HEADER = ("Attribute Name", "Tag", "Where", "Types of Matching")
 

@@ -13,14 +13,6 @@ from appliance.dicom import qr_find, qr_match, qr_move, qr_scp
 from appliance.dicom.qr_keys import KEYS, LEVELS, Match, Model, key_level
 from appliance.dicom.store_plan import FALLBACK_SYNTAXES
 
-CONTEXT_HEADER = (
-    "Abstract Syntax",
-    "SOP Class UID",
-    "Transfer Syntax Name",
-    "Transfer Syntax UID",
-    "Role",
-    "Extended Negotiation",
-)
 KEY_HEADER = ("Level", "Attribute Name", "Tag", "Types of Matching")
 STATUS_HEADER = ("Service", "Status Code", "Meaning", "When")
 FALLBACK_HEADER = ("Order", "Transfer Syntax Name", "Transfer Syntax UID")

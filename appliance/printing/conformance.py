@@ -12,14 +12,6 @@ from appliance.printing.session import TRANSFER_SYNTAXES
 from appliance.printing.sop import BASIC_COLOR_PRINT_META, BASIC_GRAYSCALE_PRINT_META
 from appliance.printing.statuses import PRINT_STATUSES, Outcome
 
-CONTEXT_HEADER = (
-    "Abstract Syntax",
-    "SOP Class UID",
-    "Transfer Syntax Name",
-    "Transfer Syntax UID",
-    "Role",
-    "Extended Negotiation",
-)
 STATUS_HEADER = ("Status Code", "Meaning", "Behaviour")
 
 _BEHAVIOUR = {
