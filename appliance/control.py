@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+from contextlib import closing
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -101,43 +102,28 @@ class Control:
 
     def jobs(self, limit: int = 50) -> list[dict[str, Any]]:
         """Recent jobs of every kind, newest first."""
-        store = self._jobs()
-        try:
+        with closing(self._jobs()) as store:
             return [job.summary() for job in store.list_jobs(limit=limit)]
-        finally:
-            store.close()
 
     def job(self, job_id: int) -> dict[str, Any]:
         """One job (UnknownJobError if there is none)."""
-        store = self._jobs()
-        try:
+        with closing(self._jobs()) as store:
             return store.get(job_id).summary()
-        finally:
-            store.close()
 
     def cancel_job(self, job_id: int) -> dict[str, Any]:
         """Cancel a queued job, or ask a running one to stop at its next safe point."""
-        store = self._jobs()
-        try:
+        with closing(self._jobs()) as store:
             return store.cancel(job_id).summary()
-        finally:
-            store.close()
 
     def retry_job(self, job_id: int) -> dict[str, Any]:
         """Queue a failed or cancelled job again."""
-        store = self._jobs()
-        try:
+        with closing(self._jobs()) as store:
             return store.retry(job_id).summary()
-        finally:
-            store.close()
 
     def wait_job(self, job_id: int, timeout: float) -> dict[str, Any]:
         """Block until the job is final (or the timeout passes); returns it."""
-        store = self._jobs()
-        try:
+        with closing(self._jobs()) as store:
             return final_state(store, job_id, timeout).summary()
-        finally:
-            store.close()
 
     def deposit_password(self, password: str, *, purpose: str = "encrypt") -> str:
         """Hand a disc password to the running daemon (memory only); returns the job's handle.
@@ -169,8 +155,7 @@ class Control:
     def submit_burn(self, request: BurnRequest) -> dict[str, Any]:
         """Queue a disc job (options checked against the config now, not when it runs)."""
         options = resolve_options(self.config, request)
-        store = self._jobs()
-        try:
+        with closing(self._jobs()) as store:
             job = store.submit(
                 BURN,
                 request.to_params(),
@@ -178,8 +163,6 @@ class Control:
                 max_attempts=self.config.publishing.max_attempts,
             )
             return job.summary()
-        finally:
-            store.close()
 
     def drives(self) -> list[dict[str, Any]]:
         """Configured drives and the job each one is running."""
@@ -213,11 +196,8 @@ class Control:
         """Queue a print job (printer, options, UIDs and film count checked now)."""
         from appliance.jobs.print_control import submit_print
 
-        store = self._jobs()
-        try:
+        with closing(self._jobs()) as store:
             return submit_print(self.config, store, request)
-        finally:
-            store.close()
 
     def preview_print(self, request: PrintRequest, out_dir: Path) -> dict[str, Any]:
         """Write each film of a print request as a PNG into `out_dir`; nothing is printed."""
@@ -229,11 +209,8 @@ class Control:
         """A printer's own status (asked now, over the network) and its queue."""
         from appliance.jobs.print_control import printer_status
 
-        store = self._jobs()
-        try:
+        with closing(self._jobs()) as store:
             return printer_status(self.config, store, name)
-        finally:
-            store.close()
 
     # -- network: query, retrieve, send, locks ---------------------------------------------------
 
@@ -276,8 +253,7 @@ class Control:
 
         self._node(node_name)
         request = RetrieveRequest(node_name, study_uid, series_uid)
-        store = self._jobs()
-        try:
+        with closing(self._jobs()) as store:
             job = store.submit(
                 RETRIEVE,
                 request.to_params(),
@@ -285,14 +261,11 @@ class Control:
                 max_attempts=1 + self.config.retrieve.move_retries,
             )
             return job.summary()
-        finally:
-            store.close()
 
     def submit_send(self, request: SendRequest) -> dict[str, Any]:
         """Queue a send of local studies/series/instances to a node (optionally committed)."""
         self._node(request.node)
-        store = self._jobs()
-        try:
+        with closing(self._jobs()) as store:
             job = store.submit(
                 SEND,
                 request.to_params(),
@@ -300,8 +273,6 @@ class Control:
                 max_attempts=self.config.send.max_attempts,
             )
             return job.summary()
-        finally:
-            store.close()
 
     # -- disc import -------------------------------------------------------------------------
 
@@ -325,11 +296,8 @@ class Control:
         self._check_identity(request.typed)
         for decision in request.decisions:
             self._check_identity(decision.values)
-        store = self._jobs()
-        try:
+        with closing(self._jobs()) as store:
             return store.submit(IMPORT, request.to_params(), max_attempts=3).summary()
-        finally:
-            store.close()
 
     def scan_source(self, source: Path, *, password: str | None = None) -> dict[str, Any]:
         """Read a disc, ISO image or folder into a scratch folder and summarise it; nothing
@@ -375,8 +343,7 @@ class Control:
         node to send to, when the job has none yet); the job is queued again and goes on."""
         if destination is not None:
             self._node(destination)
-        store = self._jobs()
-        try:
+        with closing(self._jobs()) as store:
             job = store.get(job_id)
             if job.kind != IMPORT:
                 raise KioskError(f"job {job_id} is a {job.kind} job, not an import")
@@ -392,8 +359,6 @@ class Control:
             if destination is not None:
                 request = replace(request, destination=destination)
             return store.provide_input(job_id, request.to_params()).summary()
-        finally:
-            store.close()
 
     def lock_study(self, study_uid: str, locked: bool = True) -> dict[str, Any]:
         """Lock a local study against retention (or unlock it)."""
